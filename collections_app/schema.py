@@ -1,0 +1,424 @@
+"""Collection schemas: field definitions, their types and options, and value normalisation.
+
+A collection's `fields` is stored as a list of dicts. `parse_fields` validates such a list and
+returns `FieldSpec`s; each field type is a `FieldType` that knows its options, how its values are
+validated and normalised on write, and which kind of value the query language compares.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator, URLValidator
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+RESERVED_FIELD_NAMES = frozenset({"id", "created", "updated", "collection"})
+SYSTEM_FIELD_NAMES = ("id", "collection", "created", "updated")
+
+# Kinds are what the query language compares: the value space of a field type.
+TEXT, NUMBER, BOOL, DATE, DATETIME, JSON = "text", "number", "bool", "date", "datetime", "json"
+
+
+class FieldValueError(ValueError):
+    """A value that does not fit a field; the message is shown to the client."""
+
+
+def check_name(name: Any, what: str) -> str | None:
+    """Return an error message when `name` is not a valid collection or field name."""
+    if not isinstance(name, str) or not NAME_RE.match(name) or "__" in name:
+        return (
+            f"{what} must start with a lowercase letter and contain only lowercase letters, "
+            "digits and single underscores (at most 63 characters)."
+        )
+    return None
+
+
+# --- value normalisation, shared by writes (serializers) and query literals -------------------
+
+
+def format_datetime(value: datetime) -> str:
+    """Canonical datetime text: UTC, microseconds, `Z`. Sorting the text sorts chronologically."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_datetime_text(text: str) -> datetime:
+    """Parse ISO 8601 (date or date and time; naive means UTC) into an aware datetime."""
+    if not isinstance(text, str) or not 8 <= len(text) <= 64:
+        raise FieldValueError("Enter a valid ISO 8601 datetime.")
+    try:
+        if "T" in text or " " in text:
+            parsed = datetime.fromisoformat(text)
+        else:
+            d = date.fromisoformat(text)
+            parsed = datetime(d.year, d.month, d.day)
+    except ValueError:
+        raise FieldValueError("Enter a valid ISO 8601 datetime.") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise FieldValueError("Enter a valid ISO 8601 datetime.") from None
+
+
+def normalize_datetime(value: Any) -> str:
+    if isinstance(value, datetime):
+        return format_datetime(value)
+    return format_datetime(parse_datetime_text(value))
+
+
+def normalize_date(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if not isinstance(value, str) or len(value) > 10:
+        raise FieldValueError("Enter a valid date in YYYY-MM-DD format.")
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise FieldValueError("Enter a valid date in YYYY-MM-DD format.") from None
+
+
+NUMBER_RE = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")
+
+
+def normalize_number(value: Any) -> float | int:
+    """A finite JSON number (never a bool or a string)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FieldValueError("A valid number is required.")
+    try:
+        as_float = float(value)
+    except OverflowError:
+        raise FieldValueError("Number is out of range.") from None
+    if not math.isfinite(as_float):
+        raise FieldValueError("A valid number is required.")
+    return value
+
+
+def parse_number_text(text: str) -> float:
+    """A number written as text (query literals): digits, not NaN or Infinity."""
+    if not NUMBER_RE.fullmatch(text):
+        raise FieldValueError(f"{text!r} is not a number.")
+    number = float(text)
+    if not math.isfinite(number):
+        raise FieldValueError(f"{text!r} is out of range.")
+    return number
+
+
+def normalize_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise FieldValueError("Not a valid string.")
+    if "\x00" in value:
+        raise FieldValueError("Null characters are not allowed.")
+    return value
+
+
+# --- field types -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """One field type: its query kind, the options it takes and how its values are normalised."""
+
+    name: str
+    kind: str
+    options: Mapping[str, Callable[[Any], Any]]
+    normalize: Callable[[Any], Any]
+
+
+def _opt_int(minimum: int = 0) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise FieldValueError(f"must be an integer >= {minimum}.")
+        return value
+
+    return check
+
+
+def _opt_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise FieldValueError("must be true or false.")
+    return value
+
+
+def _opt_pattern(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 1000:
+        raise FieldValueError("must be a regular expression of at most 1000 characters.")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise FieldValueError(f"is not a valid regular expression: {exc}.") from None
+    return value
+
+
+def _opt_values(value: Any) -> list[str]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, str) and v and "\x00" not in v for v in value)
+    ):
+        raise FieldValueError("must be a non-empty list of non-empty strings.")
+    if len(set(value)) != len(value):
+        raise FieldValueError("must not repeat a value.")
+    return value
+
+
+def _opt_collection(value: Any) -> str:
+    if check_name(value, "collection"):
+        raise FieldValueError("must be the name of a collection.")
+    return value
+
+
+def _normalize_email(value: Any) -> str:
+    value = normalize_text(value)
+    try:
+        EmailValidator()(value)
+    except ValidationError:
+        raise FieldValueError("Enter a valid email address.") from None
+    return value
+
+
+def _normalize_url(value: Any) -> str:
+    value = normalize_text(value)
+    try:
+        URLValidator()(value)
+    except ValidationError:
+        raise FieldValueError("Enter a valid URL.") from None
+    return value
+
+
+def _normalize_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise FieldValueError("Must be a valid boolean.")
+    return value
+
+
+def _normalize_reference(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return normalize_text(value)
+
+
+FIELD_TYPES: dict[str, FieldType] = {
+    t.name: t
+    for t in (
+        FieldType(
+            "text",
+            TEXT,
+            {"min_length": _opt_int(0), "max_length": _opt_int(1), "pattern": _opt_pattern},
+            normalize_text,
+        ),
+        FieldType(
+            "number",
+            NUMBER,
+            {"min": normalize_number, "max": normalize_number, "integer": _opt_bool},
+            normalize_number,
+        ),
+        FieldType("bool", BOOL, {}, _normalize_bool),
+        FieldType("email", TEXT, {}, _normalize_email),
+        FieldType("url", TEXT, {}, _normalize_url),
+        FieldType("date", DATE, {}, normalize_date),
+        FieldType("datetime", DATETIME, {}, normalize_datetime),
+        FieldType("select", TEXT, {"values": _opt_values}, normalize_text),
+        FieldType("json", JSON, {}, lambda value: value),
+        FieldType("relation", TEXT, {"collection": _opt_collection}, normalize_text),
+        FieldType("user", TEXT, {}, _normalize_reference),
+    )
+}
+REQUIRED_OPTIONS = {"select": ("values",), "relation": ("collection",)}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A validated field of a collection."""
+
+    name: str
+    type: str
+    required: bool = False
+    unique: bool = False
+    hidden: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return FIELD_TYPES[self.type].kind
+
+    @property
+    def is_column(self) -> bool:
+        """System fields live in model columns; the others in `Record.data`."""
+        return False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "required": self.required,
+            "unique": self.unique,
+            "hidden": self.hidden,
+            "options": dict(self.options),
+        }
+
+
+@dataclass(frozen=True)
+class SystemField(FieldSpec):
+    """`id`, `created`, `updated`: columns of the record, present on every collection."""
+
+    @property
+    def kind(self) -> str:
+        return TEXT if self.name == "id" else DATETIME
+
+    @property
+    def is_column(self) -> bool:
+        return True
+
+
+SYSTEM_FIELDS: dict[str, SystemField] = {
+    "id": SystemField("id", "text", required=True, unique=True),
+    "created": SystemField("created", "datetime", required=True),
+    "updated": SystemField("updated", "datetime", required=True),
+}
+
+
+def _parse_field(raw: Any, index: int) -> tuple[FieldSpec | None, dict[str, list[str]]]:
+    errors: dict[str, list[str]] = {}
+    if not isinstance(raw, dict):
+        return None, {"": ["Each field must be an object."]}
+    unknown = set(raw) - {"name", "type", "required", "unique", "hidden", "options"}
+    for key in sorted(unknown):
+        errors.setdefault(key, []).append("Unknown key.")
+    name = raw.get("name")
+    if message := check_name(name, "Field name"):
+        errors.setdefault("name", []).append(message)
+    elif name in RESERVED_FIELD_NAMES:
+        errors.setdefault("name", []).append(f"'{name}' is reserved.")
+    type_name = raw.get("type")
+    if type_name not in FIELD_TYPES:
+        choices = ", ".join(FIELD_TYPES)
+        errors.setdefault("type", []).append(f"Must be one of: {choices}.")
+    flags = {}
+    for flag in ("required", "unique", "hidden"):
+        value = raw.get(flag, False)
+        if not isinstance(value, bool):
+            errors.setdefault(flag, []).append("Must be true or false.")
+        flags[flag] = value is True
+    options = raw.get("options") or {}
+    clean_options: dict[str, Any] = {}
+    if not isinstance(options, dict):
+        errors.setdefault("options", []).append("Must be an object.")
+    elif type_name in FIELD_TYPES:
+        allowed = FIELD_TYPES[type_name].options
+        for key, value in options.items():
+            if key not in allowed:
+                errors.setdefault("options", []).append(f"'{key}' is not an option of {type_name}.")
+                continue
+            try:
+                clean_options[key] = allowed[key](value)
+            except FieldValueError as exc:
+                errors.setdefault("options", []).append(f"'{key}' {exc}")
+        for key in REQUIRED_OPTIONS.get(type_name, ()):
+            if key not in options:
+                errors.setdefault("options", []).append(f"'{key}' is required for {type_name}.")
+        _check_bounds(clean_options, errors)
+    if type_name == "json" and flags["unique"]:
+        errors.setdefault("unique", []).append("json fields cannot be unique.")
+    if errors:
+        return None, errors
+    return FieldSpec(name=name, type=type_name, options=clean_options, **flags), {}
+
+
+def _check_bounds(options: dict[str, Any], errors: dict[str, list[str]]) -> None:
+    for low, high in (("min", "max"), ("min_length", "max_length")):
+        if low in options and high in options and options[low] > options[high]:
+            errors.setdefault("options", []).append(f"'{low}' must not exceed '{high}'.")
+
+
+def parse_fields(raw: Any) -> list[FieldSpec]:
+    """Validate a list of field definitions; raise ValidationError({"fields": [...]}) if bad."""
+    if not isinstance(raw, list):
+        raise ValidationError({"fields": ["Must be a list of field objects."]})
+    if len(raw) > 200:
+        raise ValidationError({"fields": ["A collection has at most 200 fields."]})
+    specs: list[FieldSpec] = []
+    messages: list[str] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        spec, errors = _parse_field(item, index)
+        for key, problems in errors.items():
+            where = f"fields[{index}]" + (f".{key}" if key else "")
+            messages.extend(f"{where}: {problem}" for problem in problems)
+        if spec is None:
+            continue
+        if spec.name in seen:
+            messages.append(f"fields[{index}].name: duplicate field name '{spec.name}'.")
+        seen.add(spec.name)
+        specs.append(spec)
+    if messages:
+        raise ValidationError({"fields": messages})
+    return specs
+
+
+def load_fields(stored: Iterable[Mapping[str, Any]]) -> list[FieldSpec]:
+    """FieldSpecs from a collection's stored (already validated) field list."""
+    return [
+        FieldSpec(
+            name=f["name"],
+            type=f["type"],
+            required=f.get("required", False),
+            unique=f.get("unique", False),
+            hidden=f.get("hidden", False),
+            options=f.get("options") or {},
+        )
+        for f in stored
+    ]
+
+
+def check_value(spec: FieldSpec, value: Any) -> Any:
+    """Validate and normalise one non-null value of a field (options included).
+
+    Raises FieldValueError with a client-facing message. Existence of relations and users is checked
+    by the caller, which has the database.
+    """
+    normalized = FIELD_TYPES[spec.type].normalize(value)
+    options = spec.options
+    if spec.type == "text":
+        if "min_length" in options and len(normalized) < options["min_length"]:
+            raise FieldValueError(f"Ensure this field has at least {options['min_length']} characters.")
+        if "max_length" in options and len(normalized) > options["max_length"]:
+            raise FieldValueError(f"Ensure this field has no more than {options['max_length']} characters.")
+        if "pattern" in options and not re.search(options["pattern"], normalized):
+            raise FieldValueError(f"Must match the pattern {options['pattern']!r}.")
+    elif spec.type == "number":
+        if options.get("integer") and not float(normalized).is_integer():
+            raise FieldValueError("A whole number is required.")
+        if "min" in options and normalized < options["min"]:
+            raise FieldValueError(f"Ensure this value is greater than or equal to {options['min']}.")
+        if "max" in options and normalized > options["max"]:
+            raise FieldValueError(f"Ensure this value is less than or equal to {options['max']}.")
+    elif spec.type == "select" and normalized not in options["values"]:
+        raise FieldValueError(f"'{normalized}' is not one of: {', '.join(options['values'])}.")
+    return normalized
+
+
+def is_blank(spec: FieldSpec, value: Any) -> bool:
+    """A missing value for `required`: null, or an empty string for text-like fields."""
+    return value is None or (value == "" and spec.kind == TEXT)
+
+
+def unique_key(spec: FieldSpec, value: Any) -> str | None:
+    """The text a unique constraint compares; None (not constrained) for null values."""
+    if value is None:
+        return None
+    if spec.kind == NUMBER:
+        return repr(float(value))
+    if spec.kind == BOOL:
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,208 @@
+"""REST endpoints for collections, records and tokens. Thin: parse, call a service, serialise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import authenticate
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import permissions, status, viewsets
+from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from collections_app import filters, services
+from collections_app.models import RULE_NAMES, Collection, Record
+from collections_app.rules import is_staff, rule_condition
+from collections_app.serializers import (
+    CollectionSerializer,
+    RecordSerializer,
+    TokenRequestSerializer,
+    record_representation,
+    user_summary,
+)
+
+
+class CollectionViewSet(viewsets.GenericViewSet):
+    """Collections: a schema (typed fields) and access rules. Staff only."""
+
+    queryset = Collection.objects.all()
+    serializer_class = CollectionSerializer
+    permission_classes = [permissions.IsAdminUser]
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response([c.as_dict() for c in page])
+
+    def retrieve(self, request: Request, name: str) -> Response:
+        return Response(self.get_object().as_dict())
+
+    def create(self, request: Request) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        collection = services.collection_create(**serializer.validated_data)
+        return Response(collection.as_dict(), status=status.HTTP_201_CREATED)
+
+    def update(self, request: Request, name: str) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        # PUT replaces the whole definition: rules left out become null, fields left out empty.
+        changes = {"fields": [], **dict.fromkeys(RULE_NAMES), **serializer.validated_data}
+        collection = services.collection_update(collection=self.get_object(), changes=changes)
+        return Response(collection.as_dict())
+
+    def partial_update(self, request: Request, name: str) -> Response:
+        serializer = self.get_serializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        collection = services.collection_update(collection=self.get_object(), changes=serializer.validated_data)
+        return Response(collection.as_dict())
+
+    def destroy(self, request: Request, name: str) -> Response:
+        services.collection_delete(collection=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RecordFilterBackend(DjangoFilterBackend):
+    """`?query=`, the schema's django-filter parameters and `?ordering=` on a record list."""
+
+    def get_filterset_class(self, view: Any, queryset: Any = None) -> Any:
+        if getattr(view, "swagger_fake_view", False):
+            return None
+        return filters.build_filterset(view.collection, show_hidden=is_staff(view.request.user))
+
+    def filter_queryset(self, request: Request, queryset: QuerySet, view: Any) -> QuerySet:
+        collection = view.collection
+        show_hidden = is_staff(request.user)
+        if not show_hidden and (hidden := filters.hidden_parameters(collection, request.query_params)):
+            raise ValidationError({name: ["Filtering on this field is not allowed."] for name in hidden})
+        text = request.query_params.get("query", "")
+        condition = filters.query_condition(collection, text, user=request.user, show_hidden=show_hidden)
+        queryset = filters.filter_records(queryset, condition)
+        queryset = super().filter_queryset(request, queryset, view)
+        ordering = request.query_params.get("ordering", "created")
+        return queryset.order_by(*filters.ordering_expressions(collection, ordering, show_hidden=show_hidden))
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        return []
+
+
+COLLECTION_PARAMETER = OpenApiParameter("collection_name", OpenApiTypes.STR, OpenApiParameter.PATH)
+LIST_PARAMETERS = [
+    OpenApiParameter("query", OpenApiTypes.STR, description='Filter, e.g. `status = "published" && price > 100`.'),
+    OpenApiParameter("ordering", OpenApiTypes.STR, description="Comma-separated fields, `-` for descending."),
+]
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[COLLECTION_PARAMETER, *LIST_PARAMETERS]),
+    create=extend_schema(parameters=[COLLECTION_PARAMETER]),
+    retrieve=extend_schema(parameters=[COLLECTION_PARAMETER]),
+    update=extend_schema(parameters=[COLLECTION_PARAMETER]),
+    partial_update=extend_schema(parameters=[COLLECTION_PARAMETER]),
+    destroy=extend_schema(parameters=[COLLECTION_PARAMETER]),
+)
+class RecordViewSet(viewsets.GenericViewSet):
+    """Records of one collection, as flat objects; access rules apply to non-staff callers."""
+
+    serializer_class = RecordSerializer
+    filter_backends = [RecordFilterBackend]
+    lookup_value_regex = "[^/]+"
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        self.collection = self.load_collection()
+
+    def load_collection(self) -> Collection:
+        name = self.kwargs["collection_name"]
+        try:
+            return Collection.objects.get(name=name)
+        except Collection.DoesNotExist:
+            raise Http404(f"Collection '{name}' not found.") from None
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):
+            return Record.objects.none()
+        return self.collection.records.all()
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        if hasattr(self, "collection"):
+            context.update(collection=self.collection, show_hidden=is_staff(self.request.user))
+        return context
+
+    def represent(self, record: Record) -> dict[str, Any]:
+        return record_representation(record, self.collection.field_specs, show_hidden=is_staff(self.request.user))
+
+    def get_record(self) -> Record:
+        """The record of the URL, if the caller's view rule allows it (404 otherwise)."""
+        try:
+            record = self.get_queryset().get(pk=self.kwargs["pk"])
+        except Record.DoesNotExist:
+            raise Http404("Record not found.") from None
+        view = rule_condition(self.collection, "view_rule", self.request.user)
+        if view is None or not view.matches(record.as_dict()):
+            raise Http404("Record not found.")
+        return record
+
+    def list(self, request: Request, collection_name: str) -> Response:
+        rule = rule_condition(self.collection, "list_rule", request.user)
+        if rule is None:
+            raise PermissionDenied("Only staff may list this collection.")
+        queryset = filters.filter_records(self.get_queryset(), rule)
+        page = self.paginate_queryset(self.filter_queryset(queryset))
+        return self.get_paginated_response([self.represent(record) for record in page])
+
+    def retrieve(self, request: Request, collection_name: str, pk: str) -> Response:
+        return Response(self.represent(self.get_record()))
+
+    def create(self, request: Request, collection_name: str) -> Response:
+        record = services.record_create(collection=self.collection, data=request.data, user=request.user)
+        return Response(self.represent(record), status=status.HTTP_201_CREATED)
+
+    def update(self, request: Request, collection_name: str, pk: str) -> Response:
+        record = self.load_record()
+        record = services.record_update(record=record, data=request.data, user=request.user, partial=False)
+        return Response(self.represent(record))
+
+    def partial_update(self, request: Request, collection_name: str, pk: str) -> Response:
+        record = self.load_record()
+        record = services.record_update(record=record, data=request.data, user=request.user, partial=True)
+        return Response(self.represent(record))
+
+    def destroy(self, request: Request, collection_name: str, pk: str) -> Response:
+        services.record_delete(record=self.load_record(), user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def load_record(self) -> Record:
+        """A handle on the URL's record; the service loads and locks it (404 when missing)."""
+        return Record(pk=self.kwargs["pk"], collection=self.collection)
+
+
+class TokenView(APIView):
+    """Exchange a username and password for an API token."""
+
+    permission_classes = [permissions.AllowAny]
+    serializer_class = TokenRequestSerializer
+
+    @extend_schema(request=TokenRequestSerializer, responses={200: OpenApiTypes.OBJECT})
+    def post(self, request: Request) -> Response:
+        serializer = TokenRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = authenticate(
+            request._request,
+            username=serializer.validated_data["username"],
+            password=serializer.validated_data["password"],
+        )
+        if user is None or not user.is_active:
+            raise ValidationError({"non_field_errors": ["Unable to log in with the provided credentials."]})
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key, "user": user_summary(user)})
