@@ -11,13 +11,14 @@ from typing import Any
 
 import django_filters
 from django import forms
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, QuerySet
 from rest_framework import exceptions
 
 from collections_app import expressions as sql
 from collections_app.models import Collection
 from collections_app.query import (
     JSON,
+    TRUE,
     Auth,
     Condition,
     FieldTest,
@@ -132,5 +133,4 @@ def ordering_expressions(collection: Collection, text: str, *, show_hidden: bool
 
 
 def filter_records(qs: QuerySet, condition: Condition) -> QuerySet:
-    q = condition.q()
-    return qs if q == Q() else qs.filter(q)
+    return qs if condition is TRUE else qs.filter(condition.q())

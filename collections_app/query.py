@@ -315,6 +315,7 @@ def parse(text: str) -> Node | None:
 # --- conditions: the compiled form ---------------------------------------------------------------
 
 NEVER = Q(pk__in=[])
+ALWAYS = Q(pk__isnull=False)  # not Q(): an empty Q vanishes from `a | Q()`, turning "or true" into `a`
 
 
 class Condition:
@@ -340,7 +341,7 @@ class Const(Condition):
         self.value = value
 
     def q(self) -> Q:
-        return Q() if self.value else NEVER
+        return ALWAYS if self.value else NEVER
 
     def matches(self, record: Mapping[str, Any]) -> bool:
         return self.value
@@ -485,7 +486,7 @@ class FieldTest(Condition):
             missing = Q(sql.JsonMissing(spec.name)) if spec.kind == JSON else Q(IsNull(db_value(spec), True))
             return missing if op == "=" else ~missing
         if value is None:  # system columns are never null
-            return NEVER if op == "=" else Q()
+            return NEVER if op == "=" else ALWAYS
         expr = db_value(spec)
         if spec.is_column and spec.kind == DATETIME:
             value = parse_datetime_text(value)
@@ -618,7 +619,7 @@ class _Binder:
             return FALSE
         if op in ("~", "!~") and other is not None:
             other = sql.ascii_lower(other)
-        return Const(compare(value, op, other))
+        return TRUE if compare(value, op, other) else FALSE
 
 
 def compile_query(

@@ -196,6 +196,24 @@ def _normalize_url(value: Any) -> str:
     return value
 
 
+def _normalize_json(value: Any) -> Any:
+    """Any JSON value without NUL characters (PostgreSQL's jsonb cannot store them)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise FieldValueError("Null characters are not allowed.")
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise FieldValueError("NaN and Infinity are not JSON numbers.")
+    return value
+
+
 def _normalize_bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise FieldValueError("Must be a valid boolean.")
@@ -229,7 +247,7 @@ FIELD_TYPES: dict[str, FieldType] = {
         FieldType("date", DATE, {}, normalize_date),
         FieldType("datetime", DATETIME, {}, normalize_datetime),
         FieldType("select", TEXT, {"values": _opt_values}, normalize_text),
-        FieldType("json", JSON, {}, lambda value: value),
+        FieldType("json", JSON, {}, _normalize_json),
         FieldType("relation", TEXT, {"collection": _opt_collection}, normalize_text),
         FieldType("user", TEXT, {}, _normalize_reference),
     )

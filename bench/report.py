@@ -1,0 +1,243 @@
+"""The comparison table (fastcms against the reference, beside SPEC section 8's targets) and its files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Results = dict[str, dict[str, dict[str, Any]]]  # target -> workload -> metrics (or {"error": ...})
+PRODUCT, REFERENCE = "fastcms", "reference"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a metric, the SPEC target, each target's value, the ratio and the verdict."""
+
+    metric: str
+    target: str
+    reference: str
+    fastcms: str
+    ratio: str
+    verdict: str
+
+
+def _get(results: Results, target: str, workload: str, *keys: str) -> Any:
+    value: Any = results.get(target, {}).get(workload)
+    if value is None or "error" in value:
+        return None
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _cell(results: Results, target: str, workload: str, fmt: Callable[[dict[str, Any]], str]) -> str:
+    metrics = results.get(target, {}).get(workload)
+    if target not in results or metrics is None:
+        return "-"
+    if "error" in metrics:
+        return "error"
+    return fmt(metrics)
+
+
+def _ratio(ours: float | None, theirs: float | None) -> float | None:
+    return ours / theirs if ours is not None and theirs else None
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def _delivered(metrics: dict[str, Any], key: str = "delivery") -> str:
+    d = metrics[key]
+    return f"{d['delivered']}/{d['expected']} ({d['delivered_pct']:g}%)"
+
+
+def build_rows(results: Results, plans: dict[str, dict[str, Any]]) -> list[Row]:
+    """The table rows for the workloads present in `results`."""
+    rows: list[Row] = []
+    present = {w for per_target in results.values() for w in per_target}
+
+    def add(
+        workload: str,
+        metric: str,
+        target: str,
+        fmt: Callable[[dict[str, Any]], str],
+        ratio: float | None,
+        ok: bool | None,
+    ) -> None:
+        rows.append(
+            Row(
+                metric,
+                target,
+                _cell(results, REFERENCE, workload, fmt),
+                _cell(results, PRODUCT, workload, fmt),
+                "-" if ratio is None else f"{ratio:.2f}x",
+                _verdict(ok),
+            )
+        )
+
+    def full_delivery(workload: str, key: str = "delivery") -> bool | None:
+        d = _get(results, PRODUCT, workload, key)
+        return None if d is None else d["delivered"] == d["expected"] and d["duplicates"] == 0
+
+    if "fanout" in present:
+        p = plans["fanout"]
+        name = f"fanout ({p['subscribers']} subs x {p['events']} events)"
+        add("fanout", f"{name}: delivered", "100%", _delivered, None, full_delivery("fanout"))
+        add(
+            "fanout",
+            f"{name}: duplicates / out of order",
+            "0 / 0",
+            lambda m: f"{m['delivery']['duplicates']} / {m['delivery']['out_of_order']}",
+            None,
+            None,
+        )
+        for pct in ("p50", "p95", "p99", "max"):
+            ratio = _ratio(
+                _get(results, PRODUCT, "fanout", "delivery", "latency_ms", pct),
+                _get(results, REFERENCE, "fanout", "delivery", "latency_ms", pct),
+            )
+            add(
+                "fanout",
+                f"{name}: latency {pct} (ms)",
+                "<= 1.5x reference" if pct == "p99" else "",
+                lambda m, pct=pct: f"{m['delivery']['latency_ms'][pct]:.1f}",
+                ratio,
+                (ratio <= 1.5 if ratio is not None else None) if pct == "p99" else None,
+            )
+    if "capacity" in present:
+        p = plans["capacity"]
+        name = f"capacity ({p['subscribers']} idle subs)"
+        ratio = _ratio(
+            _get(results, PRODUCT, "capacity", "connect", "seconds"),
+            _get(results, REFERENCE, "capacity", "connect", "seconds"),
+        )
+        add(
+            "capacity",
+            f"{name}: time to connect all (s)",
+            "<= 2x reference",
+            lambda m: f"{m['connect']['seconds']:.2f} ({m['connect']['per_second']:.0f}/s)",
+            ratio,
+            None if ratio is None else ratio <= 2.0,
+        )
+        kb = _get(results, PRODUCT, "capacity", "server", "kb_per_connection")
+        add(
+            "capacity",
+            f"{name}: server memory per idle connection (KB)",
+            "<= 30 KB",
+            lambda m: f"{m['server']['kb_per_connection']:.1f}",
+            _ratio(kb, _get(results, REFERENCE, "capacity", "server", "kb_per_connection")),
+            None if kb is None else kb <= 30,
+        )
+        add(
+            "capacity",
+            f"{name}: server threads before -> after",
+            "",
+            lambda m: f"{m['server']['threads_before']} -> {m['server']['threads_after']}",
+            None,
+            None,
+        )
+        add("capacity", f"{name}: delivered", "100%", _delivered, None, full_delivery("capacity"))
+    if "selectivity" in present:
+        p = plans["selectivity"]
+        name = f"selectivity ({p['subscribers']} matching, +{p['extras']} not)"
+        for phase, label in (("alone", "alone"), ("with_extras", f"with {p['extras']} non-matching")):
+            add(
+                "selectivity",
+                f"{name}: p99 {label} (ms)",
+                "",
+                lambda m, phase=phase: f"{m[phase]['latency_ms']['p99']:.2f}",
+                _ratio(
+                    _get(results, PRODUCT, "selectivity", phase, "latency_ms", "p99"),
+                    _get(results, REFERENCE, "selectivity", phase, "latency_ms", "p99"),
+                ),
+                None,
+            )
+        for key, target in (("slowdown_p99", "<= 1.2x"), ("slowdown_p50", "")):
+            ours = _get(results, PRODUCT, "selectivity", key)
+            add(
+                "selectivity",
+                f"{name}: slowdown {key[-3:]} (with / alone)",
+                target,
+                lambda m, key=key: "-" if m[key] is None else f"{m[key]:.2f}x",
+                None,
+                (None if ours is None else ours <= 1.2) if target else None,
+            )
+        add(
+            "selectivity",
+            f"{name}: delivered to matching",
+            "100%",
+            lambda m: _delivered(m, "alone") + ", " + _delivered(m, "with_extras"),
+            None,
+            None
+            if _get(results, PRODUCT, "selectivity") is None
+            else bool(full_delivery("selectivity", "alone") and full_delivery("selectivity", "with_extras")),
+        )
+        leaked = _get(results, PRODUCT, "selectivity", "leaked_to_extras")
+        add(
+            "selectivity",
+            f"{name}: deliveries to non-matching",
+            "0",
+            lambda m: str(m["leaked_to_extras"]),
+            None,
+            None if leaked is None else leaked == 0,
+        )
+    return rows
+
+
+HEADERS = ("metric", "SPEC target", "reference", "fastcms", "fastcms/reference", "verdict")
+
+
+def _cells(row: Row) -> tuple[str, ...]:
+    return (row.metric, row.target, row.reference, row.fastcms, row.ratio, row.verdict)
+
+
+def text_table(rows: list[Row]) -> str:
+    """A fixed-width table for the terminal."""
+    lines = [HEADERS, *(_cells(r) for r in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADERS))]
+    out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def markdown_table(rows: list[Row]) -> str:
+    """The same table in Markdown."""
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def errors(results: Results) -> list[str]:
+    """`target/workload: message` for every workload that failed."""
+    return [
+        f"{target}/{workload}: {metrics['error']}"
+        for target, per_target in results.items()
+        for workload, metrics in per_target.items()
+        if "error" in metrics
+    ]
+
+
+def write(report: dict[str, Any], rows: list[Row], directory: Path, stamp: str) -> tuple[Path, Path]:
+    """Write `<stamp>.json` (everything) and `latest.md` (the table) into `directory`; return both paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path = directory / f"{stamp}.json"
+    json_path.write_text(json.dumps({**report, "table": [r.__dict__ for r in rows]}, indent=2) + "\n")
+    md_path = directory / "latest.md"
+    header = [
+        f"# FastCMS SSE benchmark, {report['started_utc']}",
+        "",
+        f"Mode: {'quick' if report['quick'] else 'full'}; targets: {', '.join(report['targets'])}; "
+        f"client processes: {report['processes']}; machine: {report['machine']['cpus']} CPUs, "
+        f"Python {report['machine']['python']}, uvicorn {report['machine']['uvicorn']}; "
+        f"{report['duration_s']:.0f} s. Raw numbers: `{json_path.name}`.",
+        "",
+        "Ratios compare runs of the same invocation; absolute times on a shared machine are noise.",
+        "",
+    ]
+    footer = ["", "Errors:", "", *(f"- {e}" for e in errors(report["results"]))] if errors(report["results"]) else []
+    md_path.write_text("\n".join([*header, markdown_table(rows), *footer]) + "\n")
+    return json_path, md_path
