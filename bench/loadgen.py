@@ -297,18 +297,13 @@ class Worker:
 
 async def _worker_loop(conn: multiprocessing.connection.Connection, worker: Worker) -> None:
     loop = asyncio.get_running_loop()
-    commands: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-
-    def on_command() -> None:
-        try:
-            while conn.poll():
-                commands.put_nowait(conn.recv())
-        except (EOFError, OSError):
-            commands.put_nowait(("close",))  # the main process is gone
-
-    loop.add_reader(conn.fileno(), on_command)
     while True:
-        command, *args = await commands.get()
+        # recv() in a thread: the loop may not own the pipe (uvloop makes fds it watches non-blocking,
+        # and a big command then arrives in pieces that Connection.recv cannot resume).
+        try:
+            command, *args = await loop.run_in_executor(None, conn.recv)
+        except (EOFError, OSError):
+            command, args = "close", []  # the main process is gone
         if command == "connect":
             conn.send(await worker.connect(args[0]))
         elif command == "counts":

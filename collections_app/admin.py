@@ -24,7 +24,7 @@ STAFF_ONLY, EVERYONE, QUERY = "staff", "everyone", "query"
 
 class RuleWidget(forms.MultiWidget):
     def __init__(self) -> None:
-        choices = [(STAFF_ONLY, "Staff only (null)"), (EVERYONE, "Everyone (\"\")"), (QUERY, "When this query holds:")]
+        choices = [(STAFF_ONLY, "Staff only (null)"), (EVERYONE, 'Everyone ("")'), (QUERY, "When this query holds:")]
         super().__init__([forms.Select(choices=choices), forms.TextInput(attrs={"size": 60})])
 
     def decompress(self, value: str | None) -> list[Any]:
@@ -46,7 +46,7 @@ class RuleField(forms.MultiValueField):
         super().__init__(fields, require_all_fields=False, required=False, **kwargs)
 
     def compress(self, data_list: list[Any]) -> str | None:
-        mode, text = (data_list + [STAFF_ONLY, ""])[:2] if data_list else (STAFF_ONLY, "")
+        mode, text = (*data_list, STAFF_ONLY, "")[:2] if data_list else (STAFF_ONLY, "")
         if mode == EVERYONE:
             return ""
         if mode == QUERY:

@@ -67,9 +67,7 @@ class JsonText(JsonKey):
     """A JSON string, ordered by code point on both databases."""
 
     sqlite_template = "(CASE WHEN json_type({col}, {key}) = 'text' THEN json_extract({col}, {key}) END)"
-    postgresql_template = (
-        "((CASE WHEN jsonb_typeof({col} -> {key}) = 'string' THEN {col} ->> {key} END) COLLATE \"C\")"
-    )
+    postgresql_template = "((CASE WHEN jsonb_typeof({col} -> {key}) = 'string' THEN {col} ->> {key} END) COLLATE \"C\")"
 
     def __init__(self, key: str, **kwargs: Any) -> None:
         super().__init__(key, output_field=TextField(), **kwargs)
@@ -79,8 +77,7 @@ class JsonNumber(JsonKey):
     """A JSON number as a double, so numbers compare and sort numerically."""
 
     sqlite_template = (
-        "(CASE WHEN json_type({col}, {key}) IN ('integer', 'real') "
-        "THEN CAST(json_extract({col}, {key}) AS REAL) END)"
+        "(CASE WHEN json_type({col}, {key}) IN ('integer', 'real') THEN CAST(json_extract({col}, {key}) AS REAL) END)"
     )
     postgresql_template = (
         "(CASE WHEN jsonb_typeof({col} -> {key}) = 'number' THEN ({col} ->> {key})::double precision END)"
@@ -92,9 +89,7 @@ class JsonNumber(JsonKey):
 
 class JsonBool(JsonKey):
     sqlite_template = "(CASE json_type({col}, {key}) WHEN 'true' THEN 1 WHEN 'false' THEN 0 END)"
-    postgresql_template = (
-        "(CASE WHEN jsonb_typeof({col} -> {key}) = 'boolean' THEN ({col} ->> {key})::boolean END)"
-    )
+    postgresql_template = "(CASE WHEN jsonb_typeof({col} -> {key}) = 'boolean' THEN ({col} ->> {key})::boolean END)"
 
     def __init__(self, key: str, **kwargs: Any) -> None:
         super().__init__(key, output_field=BooleanField(), **kwargs)

@@ -71,7 +71,8 @@ class ConditionField(forms.CharField):
             try:
                 coerced = coerce_literal(self.spec, Literal("word", text, 0))
             except FieldValueError as exc:
-                raise forms.ValidationError(str(exc)) from None
+                # As a parameter: django-filter %-formats messages, and the value may contain '%'.
+                raise forms.ValidationError("%(problem)s", params={"problem": str(exc)}) from None
             tests.append(FieldTest(self.spec, op, coerced))
         return any_of(tests)
 

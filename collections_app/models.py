@@ -37,11 +37,11 @@ class Collection(models.Model):
     name = models.CharField(max_length=63, unique=True)
     fields = models.JSONField(default=list, blank=True)
     # null: staff only; "": everyone; anything else: a query that must hold.
-    list_rule = models.TextField(null=True, blank=True, default=None)
-    view_rule = models.TextField(null=True, blank=True, default=None)
-    create_rule = models.TextField(null=True, blank=True, default=None)
-    update_rule = models.TextField(null=True, blank=True, default=None)
-    delete_rule = models.TextField(null=True, blank=True, default=None)
+    list_rule = models.TextField(null=True, blank=True, default=None)  # noqa: DJ001 (null means staff only)
+    view_rule = models.TextField(null=True, blank=True, default=None)  # noqa: DJ001 (null means staff only)
+    create_rule = models.TextField(null=True, blank=True, default=None)  # noqa: DJ001 (null means staff only)
+    update_rule = models.TextField(null=True, blank=True, default=None)  # noqa: DJ001 (null means staff only)
+    delete_rule = models.TextField(null=True, blank=True, default=None)  # noqa: DJ001 (null means staff only)
     created = models.DateTimeField(editable=False)
     updated = models.DateTimeField(editable=False)
 
@@ -129,9 +129,7 @@ class UniqueValue(models.Model):
     value_hash = models.CharField(max_length=64)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["collection", "field", "value_hash"], name="unique_field_value")
-        ]
+        constraints = [models.UniqueConstraint(fields=["collection", "field", "value_hash"], name="unique_field_value")]
 
     def __str__(self) -> str:
         return f"{self.collection_id}.{self.field}={self.value_hash[:12]}"

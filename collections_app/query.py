@@ -41,10 +41,10 @@ from collections_app.schema import (
     TEXT,
     FieldSpec,
     FieldValueError,
+    format_datetime,
     normalize_date,
     parse_datetime_text,
     parse_number_text,
-    format_datetime,
 )
 
 MAX_LENGTH = 2048
@@ -185,7 +185,7 @@ def _read_string(text: str, start: int) -> tuple[Token, int]:
             return Token("string", "".join(chars), start), i + 1
         if char == "\\":
             nxt = text[i + 1] if i + 1 < len(text) else ""
-            if nxt not in ("\"", "'", "\\"):
+            if nxt not in ('"', "'", "\\"):
                 raise QueryError("invalid escape in string (only \\\" \\' and \\\\ are allowed)", i)
             chars.append(nxt)
             i += 2
@@ -276,7 +276,9 @@ def _unexpected(token: Token, expected: str) -> str:
 
 def _macro(token: Token) -> MacroRef:
     if token.text not in MACROS:
-        raise QueryError(f"unknown macro '{token.text}' (use @request.auth.id or @request.auth.username)", token.position)
+        raise QueryError(
+            f"unknown macro '{token.text}' (use @request.auth.id or @request.auth.username)", token.position
+        )
     return MacroRef(MACROS[token.text], token.position)
 
 
@@ -462,7 +464,7 @@ def db_value(spec: FieldSpec) -> Any:
 class FieldTest(Condition):
     """`field op literal` with a literal already coerced to the field's kind (None for null)."""
 
-    __slots__ = ("spec", "op", "value")
+    __slots__ = ("op", "spec", "value")
 
     def __init__(self, spec: FieldSpec, op: str, value: Any) -> None:
         self.spec = spec

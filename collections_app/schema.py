@@ -161,11 +161,7 @@ def _opt_pattern(value: Any) -> str:
 
 
 def _opt_values(value: Any) -> list[str]:
-    if (
-        not isinstance(value, list)
-        or not value
-        or not all(isinstance(v, str) and v and "\x00" not in v for v in value)
-    ):
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v and "\x00" not in v for v in value):
         raise FieldValueError("must be a non-empty list of non-empty strings.")
     if len(set(value)) != len(value):
         raise FieldValueError("must not repeat a value.")

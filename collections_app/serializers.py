@@ -131,7 +131,11 @@ class RecordSerializer(serializers.Serializer):
 
 def check_required(specs: list[FieldSpec], values: Mapping[str, Any]) -> None:
     """Every required field has a value in the record as it will be stored."""
-    missing = {spec.name: ["This field is required."] for spec in specs if spec.required and is_blank(spec, values.get(spec.name))}
+    missing = {
+        spec.name: ["This field is required."]
+        for spec in specs
+        if spec.required and is_blank(spec, values.get(spec.name))
+    }
     if missing:
         raise serializers.ValidationError(missing)
 

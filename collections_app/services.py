@@ -178,7 +178,9 @@ def _check_stored_records(collection: Collection, old: list[FieldSpec], new: lis
         missing = _missing_references(spec, references.get(spec.name, set()))
         problems.extend(f"field '{spec.name}': '{value}' does not exist" for value in sorted(missing)[:MAX_REPORTED])
     if problems:
-        raise ValidationError({"fields": [f"Stored records do not fit the new schema: {p}." for p in problems[:MAX_REPORTED]]})
+        raise ValidationError(
+            {"fields": [f"Stored records do not fit the new schema: {p}." for p in problems[:MAX_REPORTED]]}
+        )
 
 
 def _missing_references(spec: FieldSpec, values: set[str]) -> set[str]:
@@ -188,7 +190,9 @@ def _missing_references(spec: FieldSpec, values: set[str]) -> set[str]:
         found = Record.objects.filter(collection__name=spec.options["collection"], pk__in=values)
         return values - set(found.values_list("pk", flat=True))
     numeric = {v for v in values if v.isdigit() and len(v) < 19}
-    found = {str(pk) for pk in get_user_model().objects.filter(pk__in=[int(v) for v in numeric]).values_list("pk", flat=True)}
+    found = {
+        str(pk) for pk in get_user_model().objects.filter(pk__in=[int(v) for v in numeric]).values_list("pk", flat=True)
+    }
     return values - found
 
 
@@ -210,7 +214,9 @@ def _unique_rows(collection: Collection, spec: FieldSpec) -> list[UniqueValue]:
         if key in seen:
             raise ValidationError({"fields": [f"Field '{spec.name}' cannot be unique: stored records repeat {key!r}."]})
         seen.add(key)
-        rows.append(UniqueValue(collection=collection, record_id=record_id, field=spec.name, value_hash=UniqueValue.hash(key)))
+        rows.append(
+            UniqueValue(collection=collection, record_id=record_id, field=spec.name, value_hash=UniqueValue.hash(key))
+        )
     return rows
 
 
@@ -227,7 +233,9 @@ def _rebuild_unique_values(collection: Collection, old: list[FieldSpec], new: li
             with transaction.atomic():
                 UniqueValue.objects.bulk_create(_unique_rows(collection, spec), batch_size=1000)
         except IntegrityError:
-            raise ValidationError({"fields": [f"Field '{spec.name}' cannot be unique: stored records repeat a value."]}) from None
+            raise ValidationError(
+                {"fields": [f"Field '{spec.name}' cannot be unique: stored records repeat a value."]}
+            ) from None
 
 
 @transaction.atomic
@@ -257,7 +265,9 @@ def record_check(*, collection: Collection, data: Any, record: Record | None = N
     check_required(collection.field_specs, values)
     for spec in collection.field_specs:
         key = unique_key(spec, values.get(spec.name)) if spec.unique else None
-        taken = UniqueValue.objects.filter(collection=collection, field=spec.name, value_hash=UniqueValue.hash(key or ""))
+        taken = UniqueValue.objects.filter(
+            collection=collection, field=spec.name, value_hash=UniqueValue.hash(key or "")
+        )
         if key is not None and taken.exclude(record_id=getattr(record, "pk", None)).exists():
             raise serializers.ValidationError({spec.name: ["A record with this value already exists."]})
     return values
@@ -265,7 +275,11 @@ def record_check(*, collection: Collection, data: Any, record: Record | None = N
 
 def _require(condition: Any, *, not_found: bool = False) -> None:
     if condition is None or condition is False:
-        raise Http404("Record not found.") if not_found else PermissionDenied("The collection's rule does not allow this.")
+        raise (
+            Http404("Record not found.")
+            if not_found
+            else PermissionDenied("The collection's rule does not allow this.")
+        )
 
 
 def _allowed(collection: Collection, rule: str, user: Any, record: Record) -> bool:
@@ -283,7 +297,9 @@ def _sync_unique_values(collection: Collection, record: Record, *, replace: bool
             continue
         try:
             with transaction.atomic():
-                UniqueValue.objects.create(collection=collection, record=record, field=spec.name, value_hash=UniqueValue.hash(key))
+                UniqueValue.objects.create(
+                    collection=collection, record=record, field=spec.name, value_hash=UniqueValue.hash(key)
+                )
         except IntegrityError:
             raise serializers.ValidationError({spec.name: ["A record with this value already exists."]}) from None
 
@@ -344,7 +360,9 @@ def records_bulk_create(*, collection: Collection, rows: Iterable[Any]) -> list[
     """Create many records in one transaction (trusted callers); publishes one event per record."""
     now = timezone.now()
     records = [
-        Record(collection=collection, data=validate_record_values(collection, row, partial=False), created=now, updated=now)
+        Record(
+            collection=collection, data=validate_record_values(collection, row, partial=False), created=now, updated=now
+        )
         for row in rows
     ]
     with transaction.atomic():

@@ -50,7 +50,9 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 @pytest.fixture
 def staff(db: None) -> User:
-    return User.objects.create_user("staff", password="staff-pass", is_staff=True, first_name="Stella", last_name="Staff")
+    return User.objects.create_user(
+        "staff", password="staff-pass", is_staff=True, first_name="Stella", last_name="Staff"
+    )
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ import os
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key")
 os.environ["DEBUG"] = "false"
 
-from fastcms.settings import *  # noqa: E402, F403
-from fastcms.settings import BASE_DIR, DATABASES  # noqa: E402
+from fastcms.settings import *  # noqa: F403
+from fastcms.settings import BASE_DIR, DATABASES
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["*"]
@@ -17,3 +17,6 @@ STORAGES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so servers started by the tests in other processes share it.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}
+# Serve static files from the apps (no collectstatic needed in tests).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

@@ -34,7 +34,29 @@ FIELD_MAP = {spec.name: spec for spec in FIELDS}
 ALL_SPECS = [*FIELDS, *SYSTEM_FIELDS.values()]
 
 # Few distinct values, so equalities and orderings often tie.
-TEXTS = st.sampled_from(["", "a", "A", "ab", "abc", "B", "b", "django", "Django", "DJANGO!", "é", "É", "ß", "İ", "z z", '"q"', "\\", "100", "9"])
+TEXTS = st.sampled_from(
+    [
+        "",
+        "a",
+        "A",
+        "ab",
+        "abc",
+        "B",
+        "b",
+        "django",
+        "Django",
+        "DJANGO!",
+        "é",
+        "É",
+        "ß",
+        "İ",
+        "z z",
+        '"q"',
+        "\\",
+        "100",
+        "9",
+    ]
+)
 NUMBERS = st.one_of(
     st.integers(-3, 3),
     st.sampled_from([0.5, -2.25, 10, 100, 1e10, 2**53 + 1, -(10**15), 0.1, 1e-7, 123456.789]),
@@ -49,7 +71,15 @@ JSON_TEXT = st.text(st.characters(exclude_characters="\x00", exclude_categories=
 JSON_VALUES = st.one_of(st.none(), st.integers(0, 2), JSON_TEXT, st.lists(st.integers(0, 1), max_size=2))
 ANY_SCALAR = st.one_of(st.none(), st.booleans(), NUMBERS, TEXTS, DAYS)
 
-VALUES = {"title": TEXTS, "price": NUMBERS, "active": st.booleans(), "day": DAYS, "at": STAMPS, "owner": st.sampled_from(["1", "2", "7"]), "meta": JSON_VALUES}
+VALUES = {
+    "title": TEXTS,
+    "price": NUMBERS,
+    "active": st.booleans(),
+    "day": DAYS,
+    "at": STAMPS,
+    "owner": st.sampled_from(["1", "2", "7"]),
+    "meta": JSON_VALUES,
+}
 
 
 @st.composite
@@ -88,14 +118,25 @@ def literal_for(draw: Any, spec: Any, op: str) -> str:
         moment = draw(MOMENTS).replace(tzinfo=UTC)
         if spec.name in ("created", "updated"):
             return quote(moment.isoformat())
-        return draw(st.sampled_from([moment.isoformat(), (moment + timedelta(hours=2)).isoformat().replace("+00:00", "+02:00")]))
+        return draw(
+            st.sampled_from([moment.isoformat(), (moment + timedelta(hours=2)).isoformat().replace("+00:00", "+02:00")])
+        )
     return "null"
 
 
 @st.composite
 def comparison(draw: Any) -> str:
     if draw(st.integers(0, 15)) == 0:
-        return draw(st.sampled_from(["@request.auth.id != null", "@request.auth.id = null", "owner = @request.auth.id", "title != @request.auth.username"]))
+        return draw(
+            st.sampled_from(
+                [
+                    "@request.auth.id != null",
+                    "@request.auth.id = null",
+                    "owner = @request.auth.id",
+                    "title != @request.auth.username",
+                ]
+            )
+        )
     spec = draw(st.sampled_from(ALL_SPECS))
     op = draw(st.sampled_from(OPERATORS_BY_KIND[spec.kind]))
     literal = draw(literal_for(spec, op))
@@ -113,7 +154,11 @@ def queries() -> st.SearchStrategy[str]:
 
 
 @pytest.mark.django_db
-@settings(max_examples=int(os.environ.get("QUERY_EXAMPLES", "250")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("QUERY_EXAMPLES", "250")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     rows=st.lists(st.tuples(record_data(), STAMPS, STAMPS), min_size=1, max_size=8),
     query=queries(),
@@ -124,7 +169,12 @@ def test_q_and_predicate_select_the_same_records(rows: list[Any], query: str, au
     with transaction.atomic():
         collection = Collection.objects.create(name=f"c{new_id()}", fields=[s.as_dict() for s in FIELDS])
         records = [
-            Record(collection=collection, data=data, created=datetime.fromisoformat(created), updated=datetime.fromisoformat(updated))
+            Record(
+                collection=collection,
+                data=data,
+                created=datetime.fromisoformat(created),
+                updated=datetime.fromisoformat(updated),
+            )
             for data, created, updated in rows
         ]
         Record.objects.bulk_create(records)
@@ -142,7 +192,27 @@ def test_agreement_runs_on_postgresql() -> None:
     assert connection.vendor == "postgresql"
 
 
-TEXT_VALUES = ["", "a", "A", "ab", "B", "b", "Django", "DJANGO!", "é", "É", "ß", "İ", "i", "z z", '"q"', "\\", "100", "9", "~"]
+TEXT_VALUES = [
+    "",
+    "a",
+    "A",
+    "ab",
+    "B",
+    "b",
+    "Django",
+    "DJANGO!",
+    "é",
+    "É",
+    "ß",
+    "İ",
+    "i",
+    "z z",
+    '"q"',
+    "\\",
+    "100",
+    "9",
+    "~",
+]
 NUMBER_VALUES = [-(10**15), -2.25, -1, 0, 0.1, 0.5, 1, 9, 10, 100, 2**53 + 1, 1e10]
 
 
@@ -152,7 +222,15 @@ def test_every_text_and_number_operator_agrees_exhaustively() -> None:
     collection = Collection.objects.create(name="exhaustive", fields=[s.as_dict() for s in FIELDS])
     rows = [{"title": text} for text in TEXT_VALUES] + [{"price": number} for number in NUMBER_VALUES] + [{}]
     Record.objects.bulk_create(
-        [Record(collection=collection, data=row, created=datetime(2000, 1, 1, tzinfo=UTC), updated=datetime(2000, 1, 1, tzinfo=UTC)) for row in rows]
+        [
+            Record(
+                collection=collection,
+                data=row,
+                created=datetime(2000, 1, 1, tzinfo=UTC),
+                updated=datetime(2000, 1, 1, tzinfo=UTC),
+            )
+            for row in rows
+        ]
     )
     stored = list(collection.records.all())
     queries = [f"title {op} {quote(text)}" for op in OPERATORS_BY_KIND["text"] for text in TEXT_VALUES]

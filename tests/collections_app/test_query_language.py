@@ -53,7 +53,11 @@ def error_of(query: str, **kwargs: Any) -> QueryError:
         ("active=true", {"active": True}, True),
         ("active=true", {"active": False}, False),
         ("author=john", {"author": "john"}, True),
-        ('status = "published" && (price >= 10 || featured = true)', {"status": "published", "price": 5, "featured": True}, True),
+        (
+            'status = "published" && (price >= 10 || featured = true)',
+            {"status": "published", "price": 5, "featured": True},
+            True,
+        ),
         ('status = "published" && (price >= 10 || featured = true)', {"status": "published", "price": 5}, False),
         ('title ~ "django"', {"title": "Learning Django fast"}, True),
         ('title !~ "django"', {"title": "Learning Django fast"}, False),

@@ -25,7 +25,13 @@ DEMO: list[dict[str, Any]] = [
         "records": [
             {"title": "Hello, FastCMS", "content": "Live data over SSE.", "status": "published", "author": "john"},
             {"title": "Draft ideas", "content": "Not yet.", "status": "draft", "author": "jane"},
-            {"title": "Live queries", "content": "?query=status=published", "status": "published", "author": "jane", "featured": True},
+            {
+                "title": "Live queries",
+                "content": "?query=status=published",
+                "status": "published",
+                "author": "jane",
+                "featured": True,
+            },
         ],
     },
     {
