@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import multiprocessing
 import multiprocessing.connection
 import re
@@ -280,7 +281,16 @@ class Worker:
         start = self.opened
         self.opened += len(subs)
         await asyncio.gather(*(one(s, self.sources[(start + i) % len(self.sources)]) for i, s in enumerate(subs)))
+        gc.collect()
+        gc.freeze()  # the subscriptions live to the end: keep the client's collector from scanning them again
         return {"connected": len(subs) - len(failures), "failures": failures, "last": last}
+
+    def close_group(self, group: str) -> int:
+        """Close the subscriptions of `group` (their results stay for `collect`); return how many."""
+        clients = [c for c in self.clients.values() if c.group == group and not c.closing]
+        for client in clients:
+            client.close()
+        return len(clients)
 
     def collect(self) -> dict[int, SubscriberResult]:
         """Every subscriber's deliveries so far."""
@@ -308,6 +318,8 @@ async def _worker_loop(conn: multiprocessing.connection.Connection, worker: Work
             conn.send(await worker.connect(args[0]))
         elif command == "counts":
             conn.send(dict(worker.counts))
+        elif command == "close_group":
+            conn.send(worker.close_group(args[0]))
         elif command == "collect":
             conn.send(worker.collect())
         elif command == "close":
@@ -407,9 +419,12 @@ class ClientPool:
         self._next_id += len(subs)
         return subs
 
-    def connect(self, subs: list[Subscription], timeout: float = 300.0) -> ConnectResult:
-        """Open `subs` across the workers; time runs from the order to the last `connected` event received."""
-        shares = [subs[w :: self.processes] for w in range(self.processes)]
+    def connect(self, subs: list[Subscription], workers: list[int] | None = None, timeout: float = 300.0) -> ConnectResult:
+        """Open `subs` across `workers` (default: all); time runs from the order to the last `connected` received."""
+        chosen = workers or list(range(self.processes))
+        shares: list[list[Subscription]] = [[] for _ in range(self.processes)]
+        for index, sub in enumerate(subs):
+            shares[chosen[index % len(chosen)]].append(sub)
         start = time.time()
         answers = self._ask([("connect", share) for share in shares], timeout)
         failures = [f for answer in answers for f in answer["failures"]]
@@ -422,6 +437,10 @@ class ClientPool:
         for answer in self._ask([("counts",)] * self.processes, timeout):
             total.update(answer)
         return total
+
+    def close_group(self, group: str, timeout: float = 60.0) -> int:
+        """Close every subscription of `group`; return how many were open."""
+        return sum(self._ask([("close_group", group)] * self.processes, timeout))
 
     def collect(self, timeout: float = 120.0) -> dict[int, SubscriberResult]:
         """Every subscriber's result, by subscription id."""

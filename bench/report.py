@@ -144,7 +144,7 @@ def build_rows(results: Results, plans: dict[str, dict[str, Any]]) -> list[Row]:
     if "selectivity" in present:
         p = plans["selectivity"]
         name = f"selectivity ({p['subscribers']} matching, +{p['extras']} not)"
-        for phase, label in (("alone", "alone"), ("with_extras", f"with {p['extras']} non-matching")):
+        for phase, label in (("alone", "alone, pooled"), ("with_extras", f"with {p['extras']} non-matching, pooled")):
             add(
                 "selectivity",
                 f"{name}: p99 {label} (ms)",
@@ -156,11 +156,16 @@ def build_rows(results: Results, plans: dict[str, dict[str, Any]]) -> list[Row]:
                 ),
                 None,
             )
-        for key, target in (("slowdown_p99", "<= 1.2x"), ("slowdown_p50", "")):
+        rounds = p.get("rounds", 1)
+        for key, label, target in (
+            ("slowdown_p99", f"slowdown p99, median of {rounds} rounds", "<= 1.2x"),
+            ("slowdown_p99_pooled", "slowdown p99, pooled", ""),
+            ("slowdown_p50_pooled", "slowdown p50, pooled", ""),
+        ):
             ours = _get(results, PRODUCT, "selectivity", key)
             add(
                 "selectivity",
-                f"{name}: slowdown {key[-3:]} (with / alone)",
+                f"{name}: {label} (with / alone)",
                 target,
                 lambda m, key=key: "-" if m[key] is None else f"{m[key]:.2f}x",
                 None,

@@ -35,6 +35,16 @@ class ProcessStats:
     threads: int
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time `pid` has used, from /proc/<pid>/stat."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError as exc:
+        raise BenchError(f"cannot read /proc/{pid}/stat: {exc}") from exc
+    fields = text.rsplit(")", 1)[1].split()  # after the command name, which may contain spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15
+
+
 def process_stats(pid: int) -> ProcessStats:
     """Read VmRSS and Threads of `pid`; BenchError when the process is gone."""
     try:
@@ -79,6 +89,11 @@ class ServerProcess:
         """The server's current memory and threads."""
         self.check_alive()
         return process_stats(self.pid)
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used so far."""
+        self.check_alive()
+        return cpu_seconds(self.pid)
 
     def check_alive(self) -> None:
         """BenchError (with the log tail) when the server has exited."""

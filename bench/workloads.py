@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import statistics
 import sys
 import time
 from collections import Counter
@@ -26,6 +27,9 @@ from bench.targets import Target
 PAYLOAD = "lorem ipsum dolor sit amet " * 8  # ~200 bytes, so events are the size of a small record
 WARMUP_EVENTS = 3
 DRAIN_TIMEOUT = 30.0  # seconds to wait for the last deliveries after the last publish
+QUIET_CPU = 0.02  # the server is idle when it used at most this share of a CPU over QUIET_WINDOW
+QUIET_WINDOW = 0.5
+QUIET_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -36,18 +40,19 @@ class Plan:
     events: int
     interval: float  # seconds between publishes
     extras: int = 0
-    settle: float = 1.0  # seconds of idling before reading the server's memory
+    settle: float = 1.0  # least seconds of idling before reading the server's memory or publishing
+    rounds: int = 1  # selectivity: alone/crowded pairs, pooled, so background noise hits both alike
 
 
 FULL: dict[str, Plan] = {
     "fanout": Plan(subscribers=1000, events=50, interval=0.1),
     "capacity": Plan(subscribers=5000, events=3, interval=0.25, settle=2.0),
-    "selectivity": Plan(subscribers=10, events=200, interval=0.02, extras=5000),
+    "selectivity": Plan(subscribers=10, events=200, interval=0.01, extras=5000, rounds=5),
 }
 QUICK: dict[str, Plan] = {
     "fanout": Plan(subscribers=50, events=10, interval=0.05, settle=0.5),
     "capacity": Plan(subscribers=200, events=3, interval=0.1, settle=0.5),
-    "selectivity": Plan(subscribers=10, events=20, interval=0.02, extras=200, settle=0.5),
+    "selectivity": Plan(subscribers=10, events=20, interval=0.02, extras=200, settle=0.5, rounds=2),
 }
 
 
@@ -171,9 +176,9 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
-    def connect(self, group: str, paths: list[str]) -> ConnectResult:
-        """Open one subscriber per path; BenchError when any of them fails."""
-        result = self.pool.connect(self.pool.subscriptions(group, paths))
+    def connect(self, group: str, paths: list[str], workers: list[int] | None = None) -> ConnectResult:
+        """Open one subscriber per path (on `workers`, default all); BenchError when any of them fails."""
+        result = self.pool.connect(self.pool.subscriptions(group, paths), workers)
         if result.failures:
             reasons = Counter(reason for _, reason in result.failures).most_common(3)
             detail = "; ".join(f"{n}x {reason}" for reason, n in reasons)
@@ -225,6 +230,21 @@ class Session:
         """The server's memory and threads now."""
         return self.server.stats()
 
+    def quiesce(self, least: float) -> float:
+        """Sleep `least` seconds, then until the server is idle (at most QUIET_TIMEOUT); return the seconds waited.
+
+        So a measurement never overlaps the server's work on a previous step (e.g. 5,000 disconnects).
+        """
+        started = time.monotonic()
+        time.sleep(least)
+        before = self.server.cpu_seconds()
+        while True:
+            time.sleep(QUIET_WINDOW)
+            now = self.server.cpu_seconds()
+            if now - before <= QUIET_CPU * QUIET_WINDOW or time.monotonic() - started > QUIET_TIMEOUT:
+                return time.monotonic() - started
+            before = now
+
 
 def _broadcast(target: Target, plan: Plan, workdir: Path, processes: int, label: str) -> dict[str, Any]:
     """Open `plan.subscribers` streams that all receive every event, then publish `plan.events`."""
@@ -232,7 +252,7 @@ def _broadcast(target: Target, plan: Plan, workdir: Path, processes: int, label:
         before = session.stats()
         connected = session.connect("sub", [target.fanout_path()] * plan.subscribers)
         log(f"  {connected.connected} subscribers connected in {connected.seconds:.2f} s")
-        time.sleep(plan.settle)
+        session.quiesce(plan.settle)
         after = session.stats()
         sent = session.publish(range(plan.events), plan.interval, "all", {"sub": plan.subscribers, "warmup": 1})
         session.wait()
@@ -257,44 +277,80 @@ def capacity(target: Target, plan: Plan, workdir: Path, processes: int) -> dict[
 
 
 def selectivity(target: Target, plan: Plan, workdir: Path, processes: int) -> dict[str, Any]:
-    """Latency to `subscribers` matching streams, alone and then beside `extras` streams that match nothing."""
+    """Latency to `subscribers` matching streams, alone and then beside `extras` streams that match nothing.
+
+    Repeated `rounds` times (alone, connect the extras, crowded, close the extras). The headline
+    `slowdown_p99` is the median over rounds of each round's p99 ratio: a burst of background load
+    spoils one round, not the result. Pooled figures over all rounds are reported beside it.
+    """
     with Session(target, workdir, processes, "selectivity") as session:
-        matching = session.connect("match", [target.match_path()] * plan.subscribers)
+        # The matching subscribers get a client process of their own, the extras the others, so the
+        # client that times deliveries does the same work in both conditions.
+        match_workers, extra_workers = [0], list(range(1, processes)) or [0]
+        matching = session.connect("match", [target.match_path()] * plan.subscribers, match_workers)
         receivers = {"match": plan.subscribers, "warmup": 1}
-        alone = session.publish(range(plan.events), plan.interval, "hot", receivers)
-        session.wait()
-        before = session.stats()
-        extras = session.connect("extra", target.extra_paths(plan.extras))
-        log(f"  {extras.connected} non-matching subscribers connected in {extras.seconds:.2f} s")
-        time.sleep(plan.settle)
-        after = session.stats()
-        crowded = session.publish(range(plan.events, 2 * plan.events), plan.interval, "hot", receivers)
-        session.wait()
+        alone: dict[int, float] = {}
+        crowded: dict[int, float] = {}
+        rounds: list[dict[str, Any]] = []
+        seq = 0
+        for number in range(1, plan.rounds + 1):
+            session.quiesce(plan.settle)
+            alone_round = session.publish(range(seq, seq + plan.events), plan.interval, "hot", receivers)
+            seq += plan.events
+            session.wait()
+            before = session.stats()
+            extras = session.connect(f"extra-{number}", target.extra_paths(plan.extras), extra_workers)
+            log(f"  round {number}: {extras.connected} non-matching subscribers connected in {extras.seconds:.2f} s")
+            session.quiesce(plan.settle)
+            after = session.stats()
+            crowded_round = session.publish(range(seq, seq + plan.events), plan.interval, "hot", receivers)
+            seq += plan.events
+            session.wait()
+            session.pool.close_group(f"extra-{number}")
+            alone.update(alone_round)
+            crowded.update(crowded_round)
+            rounds.append(
+                {
+                    "connect_extras": connect_stats(extras),
+                    "server": memory_stats(before, after, extras.connected),
+                    "sent": (alone_round, crowded_round),
+                }
+            )
         results = session.pool.collect()
         leaked = sum(
             1
             for r in results.values()
-            if r.group == "extra"
+            if r.group.startswith("extra-")
             for seq, _ in r.deliveries
             if seq in alone or seq in crowded
         )
+        for entry in rounds:
+            sent_alone, sent_crowded = entry.pop("sent")
+            p99_alone = delivery_stats(results, "match", sent_alone)["latency_ms"]["p99"]
+            p99_crowded = delivery_stats(results, "match", sent_crowded)["latency_ms"]["p99"]
+            entry.update(p99_alone_ms=p99_alone, p99_with_extras_ms=p99_crowded)
+            entry["slowdown_p99"] = round(p99_crowded / p99_alone, 3) if p99_alone else None
         stats_alone = delivery_stats(results, "match", alone)
         stats_crowded = delivery_stats(results, "match", crowded)
 
-        def slowdown(key: str) -> float | None:
+        def pooled(key: str) -> float | None:
             base = stats_alone["latency_ms"][key]
             return round(stats_crowded["latency_ms"][key] / base, 3) if base else None
+
+        per_round = [r["slowdown_p99"] for r in rounds if r["slowdown_p99"] is not None]
 
         return {
             "plan": asdict(plan),
             "connect_matching": connect_stats(matching),
-            "connect_extras": connect_stats(extras),
-            "server": memory_stats(before, after, extras.connected),
+            "connect_extras": rounds[0]["connect_extras"],
+            "server": rounds[0]["server"],
+            "rounds": rounds,
             "alone": stats_alone,
             "with_extras": stats_crowded,
             "leaked_to_extras": leaked,
-            "slowdown_p50": slowdown("p50"),
-            "slowdown_p99": slowdown("p99"),
+            "slowdown_p99": round(statistics.median(per_round), 3) if per_round else None,
+            "slowdown_p99_pooled": pooled("p99"),
+            "slowdown_p50_pooled": pooled("p50"),
             "publish_request_ms": summary_ms(session.publish_seconds),
         }
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from collections_app.models import RULE_NAMES, Collection
+from collections_app.models import RULE_NAMES
 from collections_app.query import FALSE, TRUE, Auth, Condition, Node, QueryError, compile_query, parse
 from collections_app.schema import FieldSpec
 
@@ -28,9 +28,18 @@ def _parse_rule(text: str) -> Node | None:
     return parse(text)
 
 
-def rule_condition(collection: Collection, rule_name: str, user: Any) -> Condition | None:
+def rule_condition(collection: Any, rule_name: str, user: Any) -> Condition | None:
     """The condition `rule_name` sets for `user`; None when the rule is null and `user` is not staff."""
-    if is_staff(user):
+    return rule_condition_for(collection, rule_name, auth=Auth.of(user), staff=is_staff(user))
+
+
+def rule_condition_for(collection: Any, rule_name: str, *, auth: Auth, staff: bool) -> Condition | None:
+    """`rule_condition` for a caller known by its `Auth` and staff flag.
+
+    `collection` is anything with `name`, `field_map` and the rule attributes (a Collection, or a
+    snapshot of one).
+    """
+    if staff:
         return TRUE
     text = getattr(collection, rule_name)
     if text is None:
@@ -38,7 +47,7 @@ def rule_condition(collection: Collection, rule_name: str, user: Any) -> Conditi
     if text.strip(" ") == "":
         return TRUE
     try:
-        return compile_query(_parse_rule(text), fields=collection.field_map, auth=Auth.of(user), allow_hidden=True)
+        return compile_query(_parse_rule(text), fields=collection.field_map, auth=auth, allow_hidden=True)
     except QueryError as exc:
         # Rules are validated when saved, so this only follows a schema edited outside the services.
         logger.error("collection %s: %s no longer compiles (%s); denying", collection.name, rule_name, exc.detail)

@@ -20,5 +20,7 @@ urlpatterns = [
     re_path(r"^auth/token/?$", TokenView.as_view(), name="auth-token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("", include("realtime.urls")),
+    path("", include("presence.urls")),
     path("", include(router.urls)),
 ]

@@ -2,8 +2,8 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fastcms.settings")
 
-application = get_asgi_application()
+from realtime.asgi import Application  # noqa: E402  (needs the settings module set above)
+
+application = Application()

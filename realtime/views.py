@@ -1,0 +1,264 @@
+"""The SSE endpoints: `GET /api/v1/realtime` (every collection) and `/api/v1/realtime/{name}`.
+
+Everything that can fail is checked before the stream starts and answered with a plain JSON
+error; once the 200 is sent the response is a stream. Authentication and the other database
+reads run once, on a small shared thread pool, which releases its database connection before
+the stream starts: an open stream holds neither a thread nor a connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user
+from django.db import close_old_connections
+from django.dispatch import Signal
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from rest_framework.exceptions import AuthenticationFailed
+
+from collections_app.authentication import user_for_token
+from collections_app.models import Collection, new_id
+from collections_app.query import Auth, Node, QueryError, compile_query, parse
+from collections_app.rules import is_staff, rule_condition_for
+from collections_app.serializers import user_summary
+from realtime.bus import AdmissionError, Subscriber, get_bus
+from realtime.events import PING_FRAME, CollectionInfo, connected_frame, retry_frame
+
+logger = logging.getLogger(__name__)
+
+# Sent on the event loop when a stream opens (after it is registered) and when it ends, for any
+# reason. kwargs: `subscriber`, `user_id`, `user_name` (None when the stream has no user).
+stream_opened = Signal()
+stream_closed = Signal()
+
+MAX_PARAMETER = 100
+_pool: ThreadPoolExecutor | None = None
+
+
+def auth_pool() -> ThreadPoolExecutor:
+    """The shared, bounded pool where streams authenticate (a few threads, a few DB connections)."""
+    global _pool  # noqa: PLW0603
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fastcms-stream-auth")
+    return _pool
+
+
+class StreamRefused(Exception):
+    def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.extra = status, code, detail, extra
+
+    def response(self) -> JsonResponse:
+        headers = {"WWW-Authenticate": 'Token realm="api"'} if self.status == 401 else None
+        return JsonResponse({"detail": self.detail, "code": self.code, **self.extra}, status=self.status, headers=headers)
+
+
+@dataclass(slots=True)
+class StreamPlan:
+    """What a stream needs, resolved from the request before it starts."""
+
+    auth: Auth
+    staff: bool
+    collection: CollectionInfo | None
+    query_text: str | None
+    query: Node | None
+    user_id: str | None
+    user_name: str | None
+    client_key: str
+    last_event_id: str | None
+
+
+def _authenticate(request: HttpRequest, token: str | None) -> Any:
+    if token is not None:
+        return user_for_token(token)
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() in ("token", "bearer"):
+        if not key.strip() or " " in key.strip():
+            raise AuthenticationFailed("Invalid token header.")
+        return user_for_token(key.strip())
+    return get_user(request)  # the Django session, or AnonymousUser
+
+
+def _refuse_anonymous_or(user: Any, code: str, detail: str) -> StreamRefused:
+    if not user.is_authenticated:
+        return StreamRefused(401, "not_authenticated", "Authentication credentials were not provided.")
+    return StreamRefused(403, code, detail)
+
+
+def prepare_stream(request: HttpRequest, name: str | None) -> StreamPlan:
+    """Check the request in SPEC order (401, 404, 400, 403, presence 403); runs on the pool."""
+    try:
+        params = request.GET
+        try:
+            user = _authenticate(request, params.get("token"))
+        except AuthenticationFailed as exc:
+            raise StreamRefused(401, "authentication_failed", str(exc.detail)) from None
+        staff = is_staff(user)
+        auth = Auth.of(user)
+        bus = get_bus()
+        info = None
+        if name is not None:
+            try:
+                info = CollectionInfo.of(Collection.objects.get(name=name))
+            except Collection.DoesNotExist:
+                raise StreamRefused(404, "not_found", f"Collection '{name}' not found.") from None
+            bus.loop.call_soon_threadsafe(bus.remember_collection, info) if bus.loop else None
+        elif not bus.collections_loaded:
+            infos = [CollectionInfo.of(c) for c in Collection.objects.all()]
+            if bus.loop:
+                bus.loop.call_soon_threadsafe(_prime, bus, infos)
+        query_text = params.get("query")
+        last_event_id = request.headers.get("Last-Event-ID") or params.get("last_event_id") or None
+        for key, value in (("user_id", params.get("user_id")), ("user_name", params.get("user_name")), ("last_event_id", last_event_id)):
+            if value is not None and len(value) > MAX_PARAMETER:
+                raise StreamRefused(400, "invalid_parameter", f"{key} is longer than {MAX_PARAMETER} characters.")
+        try:
+            tree = parse(query_text) if query_text else None
+            if info is not None:
+                compile_query(tree, fields=info.field_map, auth=auth, allow_hidden=staff)
+        except QueryError as exc:
+            raise StreamRefused(400, exc.code, exc.detail, position=exc.position) from None
+        if info is not None and rule_condition_for(info, "list_rule", auth=auth, staff=staff) is None:
+            raise _refuse_anonymous_or(user, "permission_denied", "Only staff may list this collection.")
+        user_id, user_name = _presence_identity(user, staff, params.get("user_id"), params.get("user_name"))
+        return StreamPlan(
+            auth=auth,
+            staff=staff,
+            collection=info,
+            query_text=query_text if tree is not None else None,
+            query=tree,
+            user_id=user_id,
+            user_name=user_name,
+            client_key=f"user:{user.pk}" if user.is_authenticated else f"ip:{request.META.get('REMOTE_ADDR', '')}",
+            last_event_id=last_event_id,
+        )
+    finally:
+        close_old_connections()  # release this pool thread's connection before the stream starts
+
+
+def _prime(bus: Any, infos: list[CollectionInfo]) -> None:
+    for info in infos:
+        bus.remember_collection(info)
+    bus.collections_loaded = True
+
+
+def _presence_identity(user: Any, staff: bool, user_id: str | None, user_name: str | None) -> tuple[str | None, str | None]:
+    """Who this stream counts as for presence (SPEC section 6)."""
+    if user.is_authenticated:
+        own = str(user.pk)
+        if user_id not in (None, "", own) and not staff:
+            raise StreamRefused(403, "presence_forbidden", "user_id must be your own user id.")
+        return (user_id or own), user_summary(user)["name"]
+    if not user_id:
+        return None, None
+    if not settings.FASTCMS_PRESENCE_ANONYMOUS:
+        raise StreamRefused(403, "presence_forbidden", "Presence with a user_id requires authentication.")
+    return user_id, user_name or None
+
+
+async def stream_all(request: HttpRequest) -> HttpResponse:
+    """Every event of every collection the caller may list, plus presence."""
+    return await _stream(request, None)
+
+
+async def stream_collection(request: HttpRequest, name: str) -> HttpResponse:
+    """The events of one collection."""
+    return await _stream(request, name)
+
+
+async def _stream(request: HttpRequest, name: str | None) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return JsonResponse({"detail": f'Method "{request.method}" not allowed.', "code": "method_not_allowed"}, status=405)
+    bus = get_bus()
+    await bus.start()
+    loop = asyncio.get_running_loop()
+    try:
+        plan = await loop.run_in_executor(auth_pool(), prepare_stream, request, name)
+    except StreamRefused as refused:
+        return refused.response()
+    sub = Subscriber(
+        client_id=new_id(),
+        auth=plan.auth,
+        staff=plan.staff,
+        query=plan.query,
+        collection=plan.collection,
+        client_key=plan.client_key,
+    )
+    try:
+        replay, recovered = await bus.subscribe(sub, plan.last_event_id)
+    except AdmissionError as refused:
+        return JsonResponse({"detail": refused.detail, "code": refused.code}, status=refused.status)
+    except BaseException:
+        bus.unsubscribe(sub)
+        raise
+    sub.presence = (plan.user_id, plan.user_name)
+    stream_opened.send(sender=Subscriber, subscriber=sub, user_id=plan.user_id, user_name=plan.user_name)
+    connected = {
+        "client_id": sub.client_id,
+        "collection": plan.collection.name if plan.collection else None,
+        "query": plan.query_text,
+        "user_id": plan.user_id,
+        "last_event_id": plan.last_event_id,
+        "recovered": recovered,
+    }
+    prelude = retry_frame(settings.FASTCMS_SSE_RETRY_MS) + connected_frame(connected, connected["collection"]) + b"".join(replay)
+    response = EventStreamResponse(sub, _events(sub, prelude))
+    return response
+
+
+class EventStreamResponse(StreamingHttpResponse):
+    """`text/event-stream`, never buffered or compressed; closing it always releases the stream."""
+
+    def __init__(self, sub: Subscriber, content: AsyncIterator[bytes]) -> None:
+        super().__init__(content, content_type="text/event-stream")
+        self["Cache-Control"] = "no-cache"
+        self["X-Accel-Buffering"] = "no"
+        self["Content-Encoding"] = "identity"  # compression middleware leaves encoded responses alone
+        self.subscriber = sub
+        self.loop = asyncio.get_running_loop()
+
+    def close(self) -> None:
+        # Also runs when the stream never started (the client left first); `end` is idempotent.
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(end_stream, self.subscriber)
+        super().close()
+
+
+def end_stream(sub: Subscriber) -> None:
+    """Unregister a stream and announce it (once)."""
+    bus = get_bus()
+    if sub in bus.subscribers:
+        bus.unsubscribe(sub)
+        user_id, user_name = sub.presence or (None, None)
+        stream_closed.send(sender=Subscriber, subscriber=sub, user_id=user_id, user_name=user_name)
+
+
+async def _events(sub: Subscriber, prelude: bytes) -> AsyncIterator[bytes]:
+    sub.task = asyncio.current_task()
+    try:
+        chunk = prelude
+        while True:
+            sub.sending = True
+            yield chunk
+            sub.sending = False
+            sub.last_write = time.monotonic()
+            while not sub.queue and not sub.closed and not sub.ping_due:
+                await sub.wait()
+            if sub.queue:
+                chunk = sub.take()
+            elif sub.closed:
+                return
+            else:
+                sub.ping_due = False
+                chunk = PING_FRAME
+    finally:
+        sub.sending = False
+        end_stream(sub)
