@@ -123,9 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows = report.build_rows(results, used)
     json_path, md_path = report.write(data, rows, args.results, started.strftime("%Y%m%dT%H%M%SZ"))
+    print("\n".join(report.describe(used)) + "\n")
     print(report.text_table(rows))
     for error in report.errors(results):
         print(f"error: {error}")
+    for warning in report.warnings(results):
+        print(f"warning: {warning}")
     print(f"\nwrote {json_path} and {md_path} ({data['duration_s']:.0f} s)")
     return 1 if report.errors(results) else 0
 

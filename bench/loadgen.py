@@ -419,7 +419,14 @@ class ClientPool:
         self._next_id += len(subs)
         return subs
 
-    def connect(self, subs: list[Subscription], workers: list[int] | None = None, timeout: float = 300.0) -> ConnectResult:
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the workers."""
+        return [process.pid for process, _ in self._workers if process.pid is not None]
+
+    def connect(
+        self, subs: list[Subscription], workers: list[int] | None = None, timeout: float = 300.0
+    ) -> ConnectResult:
         """Open `subs` across `workers` (default: all); time runs from the order to the last `connected` received."""
         chosen = workers or list(range(self.processes))
         shares: list[list[Subscription]] = [[] for _ in range(self.processes)]

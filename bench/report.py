@@ -10,6 +10,7 @@ from typing import Any
 
 Results = dict[str, dict[str, dict[str, Any]]]  # target -> workload -> metrics (or {"error": ...})
 PRODUCT, REFERENCE = "fastcms", "reference"
+BACKGROUND_WARN = 10.0  # % of one CPU used by other processes during a workload
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,7 @@ def build_rows(results: Results, plans: dict[str, dict[str, Any]]) -> list[Row]:
         return None if d is None else d["delivered"] == d["expected"] and d["duplicates"] == 0
 
     if "fanout" in present:
-        p = plans["fanout"]
-        name = f"fanout ({p['subscribers']} subs x {p['events']} events)"
+        name = "fanout"
         add("fanout", f"{name}: delivered", "100%", _delivered, None, full_delivery("fanout"))
         add(
             "fanout",
@@ -109,8 +109,7 @@ def build_rows(results: Results, plans: dict[str, dict[str, Any]]) -> list[Row]:
                 (ratio <= 1.5 if ratio is not None else None) if pct == "p99" else None,
             )
     if "capacity" in present:
-        p = plans["capacity"]
-        name = f"capacity ({p['subscribers']} idle subs)"
+        name = "capacity"
         ratio = _ratio(
             _get(results, PRODUCT, "capacity", "connect", "seconds"),
             _get(results, REFERENCE, "capacity", "connect", "seconds"),
@@ -143,8 +142,8 @@ def build_rows(results: Results, plans: dict[str, dict[str, Any]]) -> list[Row]:
         add("capacity", f"{name}: delivered", "100%", _delivered, None, full_delivery("capacity"))
     if "selectivity" in present:
         p = plans["selectivity"]
-        name = f"selectivity ({p['subscribers']} matching, +{p['extras']} not)"
-        for phase, label in (("alone", "alone, pooled"), ("with_extras", f"with {p['extras']} non-matching, pooled")):
+        name = "selectivity"
+        for phase, label in (("alone", "alone, pooled"), ("with_extras", "with the extras, pooled")):
             add(
                 "selectivity",
                 f"{name}: p99 {label} (ms)",
@@ -190,7 +189,40 @@ def build_rows(results: Results, plans: dict[str, dict[str, Any]]) -> list[Row]:
             None,
             None if leaked is None else leaked == 0,
         )
+    for workload in [w for w in ("fanout", "capacity", "selectivity") if w in present]:
+        add(
+            workload,
+            f"{workload}: background CPU of other processes (% of a core)",
+            f"< {BACKGROUND_WARN:g} for clean numbers",
+            lambda m: f"{m.get('background_cpu_pct', 0):.0f}",
+            None,
+            None,
+        )
     return rows
+
+
+def warnings(results: Results) -> list[str]:
+    """Runs disturbed by other processes on the machine."""
+    return [
+        f"{target}/{workload}: other processes used {m['background_cpu_pct']:.0f}% of a core during the run; "
+        "its latencies are noisier than usual"
+        for target, per_target in results.items()
+        for workload, m in per_target.items()
+        if m.get("background_cpu_pct", 0) > BACKGROUND_WARN
+    ]
+
+
+def describe(plans: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per workload saying its sizes."""
+    text = {
+        "fanout": "{subscribers} subscribers, {events} events {interval_ms:g} ms apart, latency from publish request "
+        "to receipt",
+        "capacity": "{subscribers} idle subscribers (memory and threads read after they all got `connected`), "
+        "then {events} events",
+        "selectivity": "{subscribers} matching subscribers, {events} events {interval_ms:g} ms apart alone, then "
+        "again beside {extras} non-matching ones; {rounds} rounds",
+    }
+    return [f"{w}: {text[w].format(**p, interval_ms=p['interval'] * 1000)}" for w, p in plans.items() if w in text]
 
 
 HEADERS = ("metric", "SPEC target", "reference", "fastcms", "fastcms/reference", "verdict")
@@ -242,7 +274,12 @@ def write(report: dict[str, Any], rows: list[Row], directory: Path, stamp: str) 
         "",
         "Ratios compare runs of the same invocation; absolute times on a shared machine are noise.",
         "",
+        *(f"- {line}" for line in describe(report["plans"])),
+        "",
     ]
-    footer = ["", "Errors:", "", *(f"- {e}" for e in errors(report["results"]))] if errors(report["results"]) else []
+    footer = []
+    for title, lines in (("Errors", errors(report["results"])), ("Warnings", warnings(report["results"]))):
+        if lines:
+            footer += ["", f"{title}:", "", *(f"- {line}" for line in lines)]
     md_path.write_text("\n".join([*header, markdown_table(rows), *footer]) + "\n")
     return json_path, md_path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import statistics
 import sys
 import time
@@ -21,7 +22,7 @@ from typing import Any
 import httpx
 
 from bench.loadgen import BenchError, ClientPool, ConnectResult, SubscriberResult
-from bench.server import HOST, ProcessStats, ServerProcess
+from bench.server import HOST, ProcessStats, ServerProcess, cpu_seconds, machine_busy_seconds
 from bench.targets import Target
 
 PAYLOAD = "lorem ipsum dolor sit amet " * 8  # ~200 bytes, so events are the size of a small record
@@ -168,6 +169,7 @@ class Session:
             self.publish(range(-WARMUP_EVENTS, 0), 0.05, "all", {"warmup": 1})
             self.wait()
             self.publish_seconds.clear()
+            self._cpu_start = (time.monotonic(), machine_busy_seconds(), self._our_cpu_seconds())
         except BaseException:
             self._stack.close()
             raise
@@ -230,6 +232,20 @@ class Session:
         """The server's memory and threads now."""
         return self.server.stats()
 
+    def _our_cpu_seconds(self) -> float:
+        times = os.times()
+        return times.user + times.system + sum(cpu_seconds(pid) for pid in [self.server.pid, *self.pool.pids])
+
+    def background_cpu(self) -> float:
+        """Share of one CPU (in %) that processes other than the bench's used since the warm-up.
+
+        Ratios stay fair when it is high, but noise grows: the report warns above BACKGROUND_WARN.
+        """
+        started, machine, ours = self._cpu_start
+        elapsed = time.monotonic() - started
+        other = (machine_busy_seconds() - machine) - (self._our_cpu_seconds() - ours)
+        return round(max(other, 0.0) / elapsed * 100, 1) if elapsed > 0 else 0.0
+
     def quiesce(self, least: float) -> float:
         """Sleep `least` seconds, then until the server is idle (at most QUIET_TIMEOUT); return the seconds waited.
 
@@ -263,6 +279,7 @@ def _broadcast(target: Target, plan: Plan, workdir: Path, processes: int, label:
             "server": memory_stats(before, after, connected.connected),
             "delivery": delivery_stats(results, "sub", sent),
             "publish_request_ms": summary_ms(session.publish_seconds),
+            "background_cpu_pct": session.background_cpu(),
         }
 
 
@@ -352,6 +369,7 @@ def selectivity(target: Target, plan: Plan, workdir: Path, processes: int) -> di
             "slowdown_p99_pooled": pooled("p99"),
             "slowdown_p50_pooled": pooled("p50"),
             "publish_request_ms": summary_ms(session.publish_seconds),
+            "background_cpu_pct": session.background_cpu(),
         }
 
 

@@ -25,3 +25,30 @@ class RedactTokensFilter(logging.Filter):
         elif isinstance(record.args, dict):
             record.args = {key: _redact_value(value) for key, value in record.args.items()}
         return True
+
+
+SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error", "django.request", "django.server")
+
+
+class AbandonedStreamFilter(logging.Filter):
+    """uvicorn reports a response cut short as an error; for a stream dropped because its client
+    stopped reading (a bounded queue overflowed), that is the intended outcome: log it as info."""
+
+    MESSAGE = "ASGI callable returned without completing response."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == self.MESSAGE:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = "a response was cut short (a stream to a client that stopped reading was dropped)"
+        return True
+
+
+def install_redaction() -> None:
+    """Add the filters to the servers' own loggers, which log request lines with their URLs."""
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokensFilter) for f in logger.filters):
+            logger.addFilter(RedactTokensFilter())
+    error_logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, AbandonedStreamFilter) for f in error_logger.filters):
+        error_logger.addFilter(AbandonedStreamFilter())

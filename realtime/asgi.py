@@ -23,6 +23,8 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.utils.module_loading import import_string
 
+from fastcms.logging import install_redaction
+
 logger = logging.getLogger(__name__)
 
 STREAM_PATH = re.compile(r"^/api/v1/realtime(/[^/]+)?/?$")
@@ -62,6 +64,7 @@ class Application:
 
     def __init__(self) -> None:
         django.setup(set_prefix=False)
+        install_redaction()
         from realtime.bus import get_bus  # needs the app registry set up above
 
         self.bus = get_bus

@@ -140,6 +140,7 @@ class Subscriber:
         "query",
         "queue",
         "sending",
+        "skip_until",
         "staff",
         "task",
         "waiter",
@@ -173,6 +174,7 @@ class Subscriber:
         self.compiled: dict[str, tuple[str, Condition | None, Condition]] = {}
         self.index_key: tuple[str, Any] | None = None
         self.backlog: list[tuple[Event, str, CollectionInfo | None]] | None = None
+        self.skip_until: tuple[int, int] | None = None  # newest replayed id: later live copies are dropped
         self.presence: Any = None
         if collection is not None:
             # A one-collection stream is compiled strictly (errors are 400 before it starts).
@@ -218,6 +220,7 @@ class Subscriber:
         if self.closed:
             return
         if len(self.queue) >= limit:
+            logger.info("stream %s closed: %d events queued for a client that does not read", self.client_id, limit)
             self.close(OVERFLOW)
             return
         self.queue.append(frame)
@@ -436,8 +439,13 @@ class EventBus:
     def _deliver(self, sub: Subscriber, event: Event, form: str, info: CollectionInfo | None, limit: int) -> None:
         if sub.backlog is not None:
             sub.backlog.append((event, form, info))
-        else:
-            sub.push(event.frame(form, info), limit)
+            return
+        if sub.skip_until is not None:
+            # Kept in history before it reached the loop: the replay already sent it.
+            if self.backend.id_key(event.id) <= sub.skip_until:
+                return
+            sub.skip_until = None  # events arrive in id order: nothing later can be a copy
+        sub.push(event.frame(form, info), limit)
 
     # --- subscribing (loop thread) --------------------------------------------------------------
 
@@ -471,15 +479,18 @@ class EventBus:
         finally:
             backlog, sub.backlog = sub.backlog, None
         frames: list[bytes] = []
-        newest = self.backend.id_key(last_event_id)
+        newest: tuple[int, int] | None = None
         for event in history:
             frame = self._replay_frame(sub, event)
             if frame is not None:
                 frames.append(frame)
-            newest = max(newest, self.backend.id_key(event.id))
+            newest = self.backend.id_key(event.id)
         for event, form, info in backlog:
-            if self.backend.id_key(event.id) > newest:
+            key = self.backend.id_key(event.id)
+            if newest is None or key > newest:
                 frames.append(event.frame(form, info))
+                newest = key
+        sub.skip_until = newest
         return frames, recovered
 
     def _replay_frame(self, sub: Subscriber, event: Event) -> bytes | None:

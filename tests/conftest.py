@@ -126,3 +126,49 @@ def products(make_collection: Callable[..., Collection]) -> Collection:
         update_rule="owner = @request.auth.id",
         delete_rule="owner = @request.auth.id",
     )
+
+
+# --- live servers (stream tests) --------------------------------------------------------------
+
+LIVE_DEFAULTS = {"FASTCMS_SSE_HEARTBEAT": "1", "FASTCMS_PRESENCE_GRACE": "0.5"}
+
+
+@pytest.fixture(scope="session")
+def live_servers(django_db_setup: None, django_db_blocker: Any) -> Any:
+    """Start (once per session) a uvicorn server per distinct settings; stopped at the end."""
+    from tests.live import Server
+
+    started: dict[frozenset[tuple[str, str]], Server] = {}
+
+    def get(**env: str) -> Server:
+        merged = {**LIVE_DEFAULTS, **env}
+        key = frozenset(merged.items())
+        if key not in started:
+            with django_db_blocker.unblock():
+                started[key] = Server(merged).start()
+        return started[key]
+
+    yield get
+    for server in started.values():
+        server.stop()
+
+
+@pytest.fixture
+def live(live_servers: Any, transactional_db: None) -> Any:
+    """The default live server; the test's data is committed so the server sees it."""
+    return live_servers()
+
+
+def http_for(server: Any, user: User | None = None) -> Any:
+    """An httpx client for `server`, authenticated with `user`'s token."""
+    import httpx
+
+    headers = {}
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        headers["Authorization"] = f"Token {token.key}"
+    return httpx.Client(base_url=server.url, headers=headers, timeout=30)
+
+
+def token_of(user: User) -> str:
+    return Token.objects.get_or_create(user=user)[0].key

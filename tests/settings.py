@@ -8,7 +8,7 @@ os.environ["DEBUG"] = "false"
 from fastcms.settings import *  # noqa: F403
 from fastcms.settings import BASE_DIR, DATABASES
 
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # servers verify these too
 ALLOWED_HOSTS = ["*"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
