@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": results,
     }
-    rows = report.build_rows(results, used)
+    rows = report.build_rows(results)
     json_path, md_path = report.write(data, rows, args.results, started.strftime("%Y%m%dT%H%M%SZ"))
     print("\n".join(report.describe(used)) + "\n")
     print(report.text_table(rows))

@@ -45,11 +45,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15
 
 
-def machine_busy_seconds() -> float:
-    """CPU time all processors have spent busy since boot (all of /proc/stat's non-idle states)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+def machine_process_seconds() -> float:
+    """CPU time all processors have spent running processes since boot (/proc/stat: user, nice, system)."""
+    user, nice, system = (int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:4])
+    return (user + nice + system) / os.sysconf("SC_CLK_TCK")
 
 
 def process_stats(pid: int) -> ProcessStats:

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from bench.loadgen import BenchError, ClientPool, ConnectResult, SubscriberResult
-from bench.server import HOST, ProcessStats, ServerProcess, cpu_seconds, machine_busy_seconds
+from bench.server import HOST, ProcessStats, ServerProcess, cpu_seconds, machine_process_seconds
 from bench.targets import Target
 
 PAYLOAD = "lorem ipsum dolor sit amet " * 8  # ~200 bytes, so events are the size of a small record
@@ -31,6 +31,7 @@ DRAIN_TIMEOUT = 30.0  # seconds to wait for the last deliveries after the last p
 QUIET_CPU = 0.02  # the server is idle when it used at most this share of a CPU over QUIET_WINDOW
 QUIET_WINDOW = 0.5
 QUIET_TIMEOUT = 60.0
+MIN_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -42,13 +43,14 @@ class Plan:
     interval: float  # seconds between publishes
     extras: int = 0
     settle: float = 1.0  # least seconds of idling before reading the server's memory or publishing
-    rounds: int = 1  # selectivity: alone/crowded pairs, pooled, so background noise hits both alike
+    rounds: int = 1  # selectivity: alone/crowded pairs, so background noise hits both alike
+    budget: float = 0.0  # selectivity: seconds after which no new round starts once MIN_ROUNDS are done (0: none)
 
 
 FULL: dict[str, Plan] = {
     "fanout": Plan(subscribers=1000, events=50, interval=0.1),
     "capacity": Plan(subscribers=5000, events=3, interval=0.25, settle=2.0),
-    "selectivity": Plan(subscribers=10, events=200, interval=0.01, extras=5000, rounds=5),
+    "selectivity": Plan(subscribers=10, events=200, interval=0.01, extras=5000, rounds=5, budget=150.0),
 }
 QUICK: dict[str, Plan] = {
     "fanout": Plan(subscribers=50, events=10, interval=0.05, settle=0.5),
@@ -169,7 +171,7 @@ class Session:
             self.publish(range(-WARMUP_EVENTS, 0), 0.05, "all", {"warmup": 1})
             self.wait()
             self.publish_seconds.clear()
-            self._cpu_start = (time.monotonic(), machine_busy_seconds(), self._our_cpu_seconds())
+            self._cpu_start = (time.monotonic(), machine_process_seconds(), self._our_cpu_seconds())
         except BaseException:
             self._stack.close()
             raise
@@ -243,7 +245,7 @@ class Session:
         """
         started, machine, ours = self._cpu_start
         elapsed = time.monotonic() - started
-        other = (machine_busy_seconds() - machine) - (self._our_cpu_seconds() - ours)
+        other = (machine_process_seconds() - machine) - (self._our_cpu_seconds() - ours)
         return round(max(other, 0.0) / elapsed * 100, 1) if elapsed > 0 else 0.0
 
     def quiesce(self, least: float) -> float:
@@ -265,6 +267,7 @@ class Session:
 def _broadcast(target: Target, plan: Plan, workdir: Path, processes: int, label: str) -> dict[str, Any]:
     """Open `plan.subscribers` streams that all receive every event, then publish `plan.events`."""
     with Session(target, workdir, processes, label) as session:
+        session.quiesce(0)
         before = session.stats()
         connected = session.connect("sub", [target.fanout_path()] * plan.subscribers)
         log(f"  {connected.connected} subscribers connected in {connected.seconds:.2f} s")
@@ -296,7 +299,8 @@ def capacity(target: Target, plan: Plan, workdir: Path, processes: int) -> dict[
 def selectivity(target: Target, plan: Plan, workdir: Path, processes: int) -> dict[str, Any]:
     """Latency to `subscribers` matching streams, alone and then beside `extras` streams that match nothing.
 
-    Repeated `rounds` times (alone, connect the extras, crowded, close the extras). The headline
+    Repeated `rounds` times (alone, connect the extras, crowded, close the extras), fewer (but at
+    least MIN_ROUNDS) when the next round would end past `budget` seconds. The headline
     `slowdown_p99` is the median over rounds of each round's p99 ratio: a burst of background load
     spoils one round, not the result. Pooled figures over all rounds are reported beside it.
     """
@@ -310,7 +314,12 @@ def selectivity(target: Target, plan: Plan, workdir: Path, processes: int) -> di
         crowded: dict[int, float] = {}
         rounds: list[dict[str, Any]] = []
         seq = 0
+        started = time.monotonic()
         for number in range(1, plan.rounds + 1):
+            elapsed = time.monotonic() - started
+            if plan.budget and number > MIN_ROUNDS and elapsed + elapsed / (number - 1) > plan.budget:
+                log(f"  stopping after {number - 1} rounds: another would pass the {plan.budget:.0f} s budget")
+                break
             session.quiesce(plan.settle)
             alone_round = session.publish(range(seq, seq + plan.events), plan.interval, "hot", receivers)
             seq += plan.events

@@ -4,6 +4,6 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fastcms.settings")
 
-from realtime.asgi import Application  # noqa: E402  (needs the settings module set above)
+from realtime.asgi import Application
 
 application = Application()

@@ -77,7 +77,12 @@ class MemoryPresence:
 
     async def users(self) -> list[dict[str, Any]]:
         return [
-            {"user_id": user_id, "user_name": user.name, "connections": len(user.connections), "last_seen": user.last_seen}
+            {
+                "user_id": user_id,
+                "user_name": user.name,
+                "connections": len(user.connections),
+                "last_seen": user.last_seen,
+            }
             for user_id, user in sorted(self.present.items())
         ]
 
@@ -87,7 +92,7 @@ _tracker: PresenceTracker | None = None
 
 def get_tracker() -> PresenceTracker:
     """The process's tracker: cluster-wide on Redis when REDIS_URL is set."""
-    global _tracker  # noqa: PLW0603
+    global _tracker
     if _tracker is None:
         if settings.REDIS_URL:
             from presence.redis_tracker import RedisPresence

@@ -19,7 +19,9 @@ async def presence(request: HttpRequest) -> JsonResponse:
     with `last_event_id` set to it without missing a join or leave.
     """
     if request.method not in ("GET", "HEAD"):
-        return JsonResponse({"detail": f'Method "{request.method}" not allowed.', "code": "method_not_allowed"}, status=405)
+        return JsonResponse(
+            {"detail": f'Method "{request.method}" not allowed.', "code": "method_not_allowed"}, status=405
+        )
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     token = request.GET.get("token") or (key.strip() if scheme.lower() in ("token", "bearer") else None)
     if token is not None or scheme.lower() in ("token", "bearer"):

@@ -555,7 +555,7 @@ _bus_lock = threading.Lock()
 
 def get_bus() -> EventBus:
     """The process's bus, created on first use from settings (Redis when REDIS_URL is set)."""
-    global _bus  # noqa: PLW0603
+    global _bus
     if _bus is None:
         with _bus_lock:
             if _bus is None:
@@ -567,11 +567,13 @@ def _make_backend() -> Backend:
     if settings.REDIS_URL:
         from realtime.redis_backend import RedisBackend
 
-        return RedisBackend(settings.REDIS_URL, size=settings.FASTCMS_HISTORY_SIZE, seconds=settings.FASTCMS_HISTORY_SECONDS)
+        return RedisBackend(
+            settings.REDIS_URL, size=settings.FASTCMS_HISTORY_SIZE, seconds=settings.FASTCMS_HISTORY_SECONDS
+        )
     return MemoryBackend(size=settings.FASTCMS_HISTORY_SIZE, seconds=settings.FASTCMS_HISTORY_SECONDS)
 
 
 def reset_bus() -> None:
     """Forget the process's bus (tests)."""
-    global _bus  # noqa: PLW0603
+    global _bus
     _bus = None

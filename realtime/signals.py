@@ -38,7 +38,9 @@ def publish_on_commit(event: Event) -> None:
     transaction.on_commit(lambda: get_bus().publish(event), robust=True)
 
 
-def record_event(event_type: str, record: Record, info: CollectionInfo, previous: dict[str, Any] | None = None) -> Event:
+def record_event(
+    event_type: str, record: Record, info: CollectionInfo, previous: dict[str, Any] | None = None
+) -> Event:
     """A record event; `previous` is the record as it was before an update."""
     specs = list(info.fields)
     return Event(
@@ -84,4 +86,6 @@ def collection_saved(sender: Any, instance: Collection, created: bool, **kwargs:
 @receiver(post_delete, sender=Collection, dispatch_uid="realtime.collection_deleted")
 def collection_deleted(sender: Any, instance: Collection, **kwargs: Any) -> None:
     info = CollectionInfo.of(instance)
-    publish_on_commit(Event(type=COLLECTION_DELETED, collection=info.name, record_id=None, data=info.as_dict(), schema=info))
+    publish_on_commit(
+        Event(type=COLLECTION_DELETED, collection=info.name, record_id=None, data=info.as_dict(), schema=info)
+    )

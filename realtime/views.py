@@ -44,7 +44,7 @@ _pool: ThreadPoolExecutor | None = None
 
 def auth_pool() -> ThreadPoolExecutor:
     """The shared, bounded pool where streams authenticate (a few threads, a few DB connections)."""
-    global _pool  # noqa: PLW0603
+    global _pool
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fastcms-stream-auth")
     return _pool
@@ -57,7 +57,9 @@ class StreamRefused(Exception):
 
     def response(self) -> JsonResponse:
         headers = {"WWW-Authenticate": 'Token realm="api"'} if self.status == 401 else None
-        return JsonResponse({"detail": self.detail, "code": self.code, **self.extra}, status=self.status, headers=headers)
+        return JsonResponse(
+            {"detail": self.detail, "code": self.code, **self.extra}, status=self.status, headers=headers
+        )
 
 
 @dataclass(slots=True)
@@ -117,7 +119,11 @@ def prepare_stream(request: HttpRequest, name: str | None) -> StreamPlan:
                 bus.loop.call_soon_threadsafe(_prime, bus, infos)
         query_text = params.get("query")
         last_event_id = request.headers.get("Last-Event-ID") or params.get("last_event_id") or None
-        for key, value in (("user_id", params.get("user_id")), ("user_name", params.get("user_name")), ("last_event_id", last_event_id)):
+        for key, value in (
+            ("user_id", params.get("user_id")),
+            ("user_name", params.get("user_name")),
+            ("last_event_id", last_event_id),
+        ):
             if value is not None and len(value) > MAX_PARAMETER:
                 raise StreamRefused(400, "invalid_parameter", f"{key} is longer than {MAX_PARAMETER} characters.")
         try:
@@ -150,7 +156,9 @@ def _prime(bus: Any, infos: list[CollectionInfo]) -> None:
     bus.collections_loaded = True
 
 
-def _presence_identity(user: Any, staff: bool, user_id: str | None, user_name: str | None) -> tuple[str | None, str | None]:
+def _presence_identity(
+    user: Any, staff: bool, user_id: str | None, user_name: str | None
+) -> tuple[str | None, str | None]:
     """Who this stream counts as for presence (SPEC section 6)."""
     if user.is_authenticated:
         own = str(user.pk)
@@ -176,7 +184,9 @@ async def stream_collection(request: HttpRequest, name: str) -> HttpResponse:
 
 async def _stream(request: HttpRequest, name: str | None) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
-        return JsonResponse({"detail": f'Method "{request.method}" not allowed.', "code": "method_not_allowed"}, status=405)
+        return JsonResponse(
+            {"detail": f'Method "{request.method}" not allowed.', "code": "method_not_allowed"}, status=405
+        )
     bus = get_bus()
     await bus.start()
     loop = asyncio.get_running_loop()
@@ -209,7 +219,11 @@ async def _stream(request: HttpRequest, name: str | None) -> HttpResponse:
         "last_event_id": plan.last_event_id,
         "recovered": recovered,
     }
-    prelude = retry_frame(settings.FASTCMS_SSE_RETRY_MS) + connected_frame(connected, connected["collection"]) + b"".join(replay)
+    prelude = (
+        retry_frame(settings.FASTCMS_SSE_RETRY_MS)
+        + connected_frame(connected, connected["collection"])
+        + b"".join(replay)
+    )
     response = EventStreamResponse(sub, _events(sub, prelude))
     return response
 

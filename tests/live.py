@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ class Server:
     def __init__(self, env: dict[str, str] | None = None, workers: int = 1, port: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"fastcms-test-server-{self.port}.log"
+        self.log_path = Path(tempfile.gettempdir()) / f"fastcms-test-server-{self.port}.log"
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.server_settings",
@@ -196,7 +197,7 @@ class SSEClient:
                         fields["data"] += "\n" + value
                     else:
                         fields[name] = value
-        except Exception:  # noqa: BLE001, S110  (the connection ended: closed by either side)
+        except Exception:  # noqa: S110  (the connection ended: closed by either side)
             pass
         finally:
             self.connection.close()

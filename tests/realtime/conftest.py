@@ -16,7 +16,13 @@ def open_stream() -> Any:
     """Open SSE streams (closed after the test): `open_stream(server, path, user=None, **params)`."""
     clients: list[SSEClient] = []
 
-    def open_(server: Server, path: str = "/api/v1/realtime", user: User | None = None, headers: dict[str, str] | None = None, **params: Any) -> SSEClient:
+    def open_(
+        server: Server,
+        path: str = "/api/v1/realtime",
+        user: User | None = None,
+        headers: dict[str, str] | None = None,
+        **params: Any,
+    ) -> SSEClient:
         headers = dict(headers or {})
         if user is not None:
             headers["Authorization"] = f"Token {token_of(user)}"

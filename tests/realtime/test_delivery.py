@@ -27,7 +27,9 @@ def products_live(make_live_collection: Any) -> dict[str, Any]:
     return make_live_collection("products", PRODUCT_FIELDS, list_rule="", view_rule="")
 
 
-def test_resume_with_header_or_parameter_replays_what_was_missed(live: Server, open_stream: Any, staff_http: Any, products_live: Any) -> None:
+def test_resume_with_header_or_parameter_replays_what_was_missed(
+    live: Server, open_stream: Any, staff_http: Any, products_live: Any
+) -> None:
     stream = open_stream(live, "/api/v1/realtime/products")
     stream.next()
     staff_http.post(RECORDS, json={"name": "seen"})
@@ -36,7 +38,8 @@ def test_resume_with_header_or_parameter_replays_what_was_missed(live: Server, o
     missed = [staff_http.post(RECORDS, json={"name": f"missed{i}"}).json()["id"] for i in range(3)]
     by_header = open_stream(live, "/api/v1/realtime/products", headers={"Last-Event-ID": last_seen})
     connected = by_header.next().json["data"]
-    assert connected["recovered"] is True and connected["last_event_id"] == last_seen
+    assert connected["recovered"] is True
+    assert connected["last_event_id"] == last_seen
     assert [by_header.next_of("record.created").json["record_id"] for _ in missed] == missed
     by_parameter = open_stream(live, "/api/v1/realtime/products", last_event_id=last_seen)
     assert by_parameter.next().json["data"]["recovered"] is True
@@ -51,17 +54,22 @@ def test_unknown_event_id_is_not_recovered(live: Server, open_stream: Any, staff
     for unknown in ("1-1", "not-an-id", "99999999999999-5"):
         stream = open_stream(live, "/api/v1/realtime/products", last_event_id=unknown)
         data = stream.next().json["data"]
-        assert data["recovered"] is False and data["last_event_id"] == unknown
+        assert data["recovered"] is False
+        assert data["last_event_id"] == unknown
         assert stream.drain(0.2) == []  # nothing replayed: the client must refetch
         staff_http.post(RECORDS, json={"name": "live"})
         assert stream.next_of("record.created").json["data"]["name"] == "live"  # and it goes on live
 
 
-def test_replay_applies_the_rules_of_now(live: Server, open_stream: Any, make_live_collection: Any, alice: User, bob: User, staff: User) -> None:
+def test_replay_applies_the_rules_of_now(
+    live: Server, open_stream: Any, make_live_collection: Any, alice: User, bob: User, staff: User
+) -> None:
     make_live_collection("notes", PRODUCT_FIELDS, list_rule="owner = @request.auth.id")
     with http_for(live, staff) as staff_http:
         marker = staff_http.get("/api/v1/collections/notes/records/").headers["x-last-event-id"]
-        staff_http.post("/api/v1/collections/notes/records/", json={"name": "alice's", "owner": str(alice.pk), "secret": "s"})
+        staff_http.post(
+            "/api/v1/collections/notes/records/", json={"name": "alice's", "owner": str(alice.pk), "secret": "s"}
+        )
         staff_http.post("/api/v1/collections/notes/records/", json={"name": "bob's", "owner": str(bob.pk)})
     as_bob = open_stream(live, "/api/v1/realtime", user=bob, last_event_id=marker)
     assert as_bob.next().json["data"]["recovered"] is True
@@ -70,10 +78,13 @@ def test_replay_applies_the_rules_of_now(live: Server, open_stream: Any, make_li
     as_alice = open_stream(live, "/api/v1/realtime/notes", user=alice, last_event_id=marker)
     as_alice.next()
     mine = as_alice.next_of("record.created").json["data"]
-    assert mine["name"] == "alice's" and "secret" not in mine
+    assert mine["name"] == "alice's"
+    assert "secret" not in mine
 
 
-def test_burst_with_reconnecting_clients_has_no_gap_and_no_duplicate(live: Server, staff: User, products_live: Any) -> None:
+def test_burst_with_reconnecting_clients_has_no_gap_and_no_duplicate(
+    live: Server, staff: User, products_live: Any
+) -> None:
     total = 150
     created: list[str] = []
 
@@ -117,7 +128,9 @@ def test_burst_with_reconnecting_clients_has_no_gap_and_no_duplicate(live: Serve
         assert ids == created, "gap or reordering"
 
 
-def test_slow_subscriber_is_disconnected_while_others_keep_up(live_servers: Any, transactional_db: None, staff: User) -> None:
+def test_slow_subscriber_is_disconnected_while_others_keep_up(
+    live_servers: Any, transactional_db: None, staff: User
+) -> None:
     server = live_servers(FASTCMS_SSE_QUEUE_SIZE="5")
     with http_for(server, staff) as staff_http:
         staff_http.post("/api/v1/collections/", json={"name": "products", "fields": PRODUCT_FIELDS, "list_rule": ""})
@@ -149,7 +162,8 @@ def test_heartbeat_on_idle_streams(live: Server, open_stream: Any) -> None:
     stream = open_stream(live, "/api/v1/realtime")
     stream.next()
     ping = stream.next(timeout=3, skip_pings=False)
-    assert ping.event == ": ping" and ping.data == ": ping"
+    assert ping.event == ": ping"
+    assert ping.data == ": ping"
 
 
 def test_connection_limits(live_servers: Any, transactional_db: None, alice: User) -> None:
@@ -158,13 +172,15 @@ def test_connection_limits(live_servers: Any, transactional_db: None, alice: Use
     opened = [SSEClient(url, source="127.0.0.1"), SSEClient(url, source="127.0.0.1")]
     try:
         refused = SSEClient(url, source="127.0.0.1")
-        assert refused.status == 429 and refused.json_error()["code"] == "too_many_connections"
+        assert refused.status == 429
+        assert refused.json_error()["code"] == "too_many_connections"
         opened += [SSEClient(url, source="127.0.0.2"), SSEClient(url, source="127.0.0.2")]
         as_alice = SSEClient(url, headers={"Authorization": f"Token {token_of(alice)}"}, source="127.0.0.1")
         assert as_alice.status == 200  # per user, not per IP, when authenticated
         opened.append(as_alice)
         busy = SSEClient(url, source="127.0.0.3")
-        assert busy.status == 503 and busy.json_error()["code"] == "server_busy"
+        assert busy.status == 503
+        assert busy.json_error()["code"] == "server_busy"
         opened[0].close()
         time.sleep(0.3)
         again = SSEClient(url, source="127.0.0.1")
@@ -202,8 +218,10 @@ def test_sigterm_ends_every_stream_within_five_seconds(live_servers: Any, transa
     assert took < 5, server.output()
     assert all(stream.ended.wait(1) for stream in streams)
     # uvicorn exits gracefully, then re-raises the signal it caught: -SIGTERM is its clean exit.
-    assert server.process is not None and server.process.returncode in (0, -signal.SIGTERM)
-    assert "Exception" not in server.output() and "Traceback" not in server.output()
+    assert server.process is not None
+    assert server.process.returncode in (0, -signal.SIGTERM)
+    assert "Exception" not in server.output()
+    assert "Traceback" not in server.output()
     for stream in streams:
         stream.close()
 
@@ -235,7 +253,10 @@ def test_open_streams_hold_no_database_connections(live: Server) -> None:
 
     def server_connections() -> int:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [connection.settings_dict["NAME"]])
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [connection.settings_dict["NAME"]],
+            )
             return cursor.fetchone()[0]
 
     before = server_connections()
@@ -258,7 +279,8 @@ def test_tokens_in_urls_never_reach_the_logs(live: Server, staff: User, open_str
     time.sleep(0.3)
     output = live.output()
     assert "/api/v1/realtime?token=***" in output
-    assert token not in output and "wrong-secret-value" not in output
+    assert token not in output
+    assert "wrong-secret-value" not in output
 
 
 def test_compression_never_touches_the_stream(live_servers: Any, transactional_db: None, staff: User) -> None:
@@ -269,7 +291,10 @@ def test_compression_never_touches_the_stream(live_servers: Any, transactional_d
         assert stream.response_headers.get("content-encoding", "identity") == "identity"
         assert stream.next().event == "connected"
         stream.close()
-        page = httpx.get(f"{server.url}/api/v1/schema/", headers={"Accept-Encoding": "gzip", "Authorization": f"Token {token_of(staff)}"})
+        page = httpx.get(
+            f"{server.url}/api/v1/schema/",
+            headers={"Accept-Encoding": "gzip", "Authorization": f"Token {token_of(staff)}"},
+        )
         assert page.headers.get("content-encoding") == "gzip"  # the middleware is really on
 
 
@@ -277,7 +302,13 @@ def test_runserver_serves_streams_and_static_files(live_servers: Any, transactio
     live_servers()
     port = free_port()
     env = {**Server().env, "DEBUG": "true"}
-    process = subprocess.Popen([sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -287,9 +318,11 @@ def test_runserver_serves_streams_and_static_files(live_servers: Any, transactio
             except httpx.HTTPError:
                 time.sleep(0.2)
         stream = SSEClient(f"http://127.0.0.1:{port}/api/v1/realtime")
-        assert stream.status == 200 and stream.next().event == "connected"
+        assert stream.status == 200
+        assert stream.next().event == "connected"
         css = httpx.get(f"http://127.0.0.1:{port}/static/admin/css/base.css")
-        assert css.status_code == 200 and "text/css" in css.headers["content-type"]
+        assert css.status_code == 200
+        assert "text/css" in css.headers["content-type"]
         stream.close()
     finally:
         process.send_signal(signal.SIGTERM)
@@ -304,12 +337,19 @@ def test_admin_writes_emit_events(live: Server, open_stream: Any, products_live:
     with httpx.Client(base_url=live.url, follow_redirects=False) as browser:
         login = browser.get("/admin/login/")
         csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
-        browser.post("/admin/login/", data={"username": "root", "password": "root-pass", "csrfmiddlewaretoken": csrf, "next": "/admin/"})
+        browser.post(
+            "/admin/login/",
+            data={"username": "root", "password": "root-pass", "csrfmiddlewaretoken": csrf, "next": "/admin/"},
+        )
         form = browser.get("/admin/collections_app/record/add/")
         csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
         saved = browser.post(
             "/admin/collections_app/record/add/",
-            data={"collection": products_live["id"], "data": '{"name": "from the admin", "price": 3}', "csrfmiddlewaretoken": csrf},
+            data={
+                "collection": products_live["id"],
+                "data": '{"name": "from the admin", "price": 3}',
+                "csrfmiddlewaretoken": csrf,
+            },
         )
         assert saved.status_code == 302, saved.text[:500]
     assert stream.next_of("record.created").json["data"]["name"] == "from the admin"

@@ -16,7 +16,9 @@ from tests.realtime.conftest import PRODUCT_FIELDS
 ENVELOPE_KEYS = ["id", "type", "collection", "record_id", "data", "timestamp"]
 
 
-def test_stream_opens_with_headers_retry_and_connected(live: Server, open_stream: Any, make_live_collection: Any) -> None:
+def test_stream_opens_with_headers_retry_and_connected(
+    live: Server, open_stream: Any, make_live_collection: Any
+) -> None:
     make_live_collection("products", PRODUCT_FIELDS, list_rule="")
     stream = open_stream(live, "/api/v1/realtime/products", query="price>100")
     assert stream.status == 200
@@ -29,30 +31,46 @@ def test_stream_opens_with_headers_retry_and_connected(live: Server, open_stream
     assert connected.id is None  # no id: line, so the browser keeps its last event id
     envelope = connected.json
     assert list(envelope) == ENVELOPE_KEYS
-    assert envelope["id"] is None and envelope["type"] == "connected" and envelope["record_id"] is None
+    assert envelope["id"] is None
+    assert envelope["type"] == "connected"
+    assert envelope["record_id"] is None
     data = envelope["data"]
     assert set(data) == {"client_id", "collection", "query", "user_id", "last_event_id", "recovered"}
-    assert data["collection"] == "products" and data["query"] == "price>100"
-    assert data["user_id"] is None and data["last_event_id"] is None and data["recovered"] is None
+    assert data["collection"] == "products"
+    assert data["query"] == "price>100"
+    assert data["user_id"] is None
+    assert data["last_event_id"] is None
+    assert data["recovered"] is None
     assert envelope["timestamp"].endswith("Z")
 
 
-def test_record_events_carry_the_seed_payload(live: Server, open_stream: Any, staff_http: Any, make_live_collection: Any) -> None:
-    make_live_collection("posts", [{"name": "title", "type": "text"}, {"name": "content", "type": "text"}], list_rule="")
+def test_record_events_carry_the_seed_payload(
+    live: Server, open_stream: Any, staff_http: Any, make_live_collection: Any
+) -> None:
+    make_live_collection(
+        "posts", [{"name": "title", "type": "text"}, {"name": "content", "type": "text"}], list_rule=""
+    )
     stream = open_stream(live, "/api/v1/realtime")
     stream.next()
-    created = staff_http.post("/api/v1/collections/posts/records/", json={"title": "New Post", "content": "Post content..."}).json()
+    created = staff_http.post(
+        "/api/v1/collections/posts/records/", json={"title": "New Post", "content": "Post content..."}
+    ).json()
     event = stream.next_of("record.created")
     body = event.json
     assert list(body) == ENVELOPE_KEYS
-    assert event.id == body["id"] and body["id"]
-    assert body["type"] == "record.created" and body["collection"] == "posts" and body["record_id"] == created["id"]
+    assert event.id == body["id"]
+    assert body["id"]
+    assert body["type"] == "record.created"
+    assert body["collection"] == "posts"
+    assert body["record_id"] == created["id"]
     assert body["data"] == created  # the record as REST shows it
-    assert body["timestamp"].endswith("Z") and len(body["timestamp"]) == 27
+    assert body["timestamp"].endswith("Z")
+    assert len(body["timestamp"]) == 27
 
     staff_http.patch(f"/api/v1/collections/posts/records/{created['id']}/", json={"title": "Edited"})
     updated = stream.next_of("record.updated").json
-    assert updated["data"]["title"] == "Edited" and updated["record_id"] == created["id"]
+    assert updated["data"]["title"] == "Edited"
+    assert updated["record_id"] == created["id"]
     assert updated["id"] > body["id"] or len(updated["id"]) > len(body["id"])
 
     staff_http.delete(f"/api/v1/collections/posts/records/{created['id']}/")
@@ -61,17 +79,24 @@ def test_record_events_carry_the_seed_payload(live: Server, open_stream: Any, st
     assert deleted["data"]["id"] == created["id"]
 
 
-def test_collection_events_and_deletion_ends_one_collection_streams(live: Server, open_stream: Any, staff_http: Any, make_live_collection: Any) -> None:
+def test_collection_events_and_deletion_ends_one_collection_streams(
+    live: Server, open_stream: Any, staff_http: Any, make_live_collection: Any
+) -> None:
     everything = open_stream(live, "/api/v1/realtime", user=None)
     everything.next()
     collection = make_live_collection("gadgets", [{"name": "name", "type": "text"}], list_rule="")
     created = everything.next_of("collection.created").json
-    assert created["collection"] == "gadgets" and created["record_id"] is None
-    assert created["data"]["id"] == collection["id"] and created["data"]["fields"][0]["name"] == "name"
+    assert created["collection"] == "gadgets"
+    assert created["record_id"] is None
+    assert created["data"]["id"] == collection["id"]
+    assert created["data"]["fields"][0]["name"] == "name"
 
     only = open_stream(live, "/api/v1/realtime/gadgets")
     only.next()
-    staff_http.patch("/api/v1/collections/gadgets/", json={"fields": [{"name": "name", "type": "text"}, {"name": "size", "type": "number"}]})
+    staff_http.patch(
+        "/api/v1/collections/gadgets/",
+        json={"fields": [{"name": "name", "type": "text"}, {"name": "size", "type": "number"}]},
+    )
     assert only.next_of("collection.updated").json["data"]["fields"][1]["name"] == "size"
     assert everything.next_of("collection.updated").json["collection"] == "gadgets"
 
@@ -85,7 +110,9 @@ def test_collection_events_and_deletion_ends_one_collection_streams(live: Server
     assert everything.next_of("collection.deleted", "record.deleted").event == "collection.deleted"
 
 
-def test_collection_events_respect_the_list_rule(live: Server, open_stream: Any, make_live_collection: Any, staff: User) -> None:
+def test_collection_events_respect_the_list_rule(
+    live: Server, open_stream: Any, make_live_collection: Any, staff: User
+) -> None:
     anonymous = open_stream(live, "/api/v1/realtime")
     as_staff = open_stream(live, "/api/v1/realtime", user=staff)
     anonymous.next()
@@ -99,14 +126,41 @@ def test_collection_events_respect_the_list_rule(live: Server, open_stream: Any,
 @pytest.mark.parametrize(
     ("path", "query", "fields", "matching", "other"),
     [
-        ("/api/v1/realtime", "status=published", "posts", {"title": "a", "status": "published"}, {"title": "b", "status": "draft"}),
+        (
+            "/api/v1/realtime",
+            "status=published",
+            "posts",
+            {"title": "a", "status": "published"},
+            {"title": "b", "status": "draft"},
+        ),
         ("/api/v1/realtime/products", "price>100", "products", {"name": "a", "price": 150}, {"name": "b", "price": 50}),
-        ("/api/v1/realtime/users", "active=true", "users", {"name": "a", "active": True}, {"name": "b", "active": False}),
+        (
+            "/api/v1/realtime/users",
+            "active=true",
+            "users",
+            {"name": "a", "active": True},
+            {"name": "b", "active": False},
+        ),
         ("/api/v1/realtime/posts", None, "posts", {"title": "a"}, None),
-        ("/api/v1/realtime/posts", "author=john", "posts", {"title": "a", "author": "john"}, {"title": "b", "author": "jane"}),
+        (
+            "/api/v1/realtime/posts",
+            "author=john",
+            "posts",
+            {"title": "a", "author": "john"},
+            {"title": "b", "author": "jane"},
+        ),
     ],
 )
-def test_seed_examples(live: Server, open_stream: Any, staff_http: Any, path: str, query: str | None, fields: str, matching: dict[str, Any], other: dict[str, Any] | None) -> None:
+def test_seed_examples(
+    live: Server,
+    open_stream: Any,
+    staff_http: Any,
+    path: str,
+    query: str | None,
+    fields: str,
+    matching: dict[str, Any],
+    other: dict[str, Any] | None,
+) -> None:
     call_command("load_demo", stdout=io.StringIO())
     stream = open_stream(live, path, **({"query": query} if query else {}))
     assert stream.next().event == "connected"
@@ -118,7 +172,9 @@ def test_seed_examples(live: Server, open_stream: Any, staff_http: Any, path: st
     assert not [e for e in stream.drain(0.3) if e.event == "record.created"]
 
 
-def test_live_query_delivers_leaving_updates_and_ignores_others(live: Server, open_stream: Any, staff_http: Any, make_live_collection: Any) -> None:
+def test_live_query_delivers_leaving_updates_and_ignores_others(
+    live: Server, open_stream: Any, staff_http: Any, make_live_collection: Any
+) -> None:
     make_live_collection("products", PRODUCT_FIELDS, list_rule="")
     stream = open_stream(live, "/api/v1/realtime/products", query="price>100")
     stream.next()
@@ -128,19 +184,29 @@ def test_live_query_delivers_leaving_updates_and_ignores_others(live: Server, op
     assert stream.next_of("record.created").json["record_id"] == pricey["id"]
     staff_http.patch(f"{url}{pricey['id']}/", json={"price": 50})  # leaves the query
     leaving = stream.next_of("record.updated").json
-    assert leaving["record_id"] == pricey["id"] and leaving["data"]["price"] == 50  # full data: still listable
+    assert leaving["record_id"] == pricey["id"]
+    assert leaving["data"]["price"] == 50
     staff_http.patch(f"{url}{cheap['id']}/", json={"price": 6})  # never matched
     staff_http.patch(f"{url}{cheap['id']}/", json={"price": 600})  # enters
     entering = stream.next_of("record.updated").json
-    assert entering["record_id"] == cheap["id"] and entering["data"]["price"] == 600
+    assert entering["record_id"] == cheap["id"]
+    assert entering["data"]["price"] == 600
     staff_http.delete(f"{url}{pricey['id']}/")  # not matching when deleted: not delivered
     staff_http.delete(f"{url}{cheap['id']}/")
     assert stream.next_of("record.deleted").json["record_id"] == cheap["id"]
     assert [e.event for e in stream.drain(0.3)] == []
 
 
-def test_access_rules_per_subscriber(live: Server, open_stream: Any, make_live_collection: Any, alice: User, bob: User, staff: User) -> None:
-    make_live_collection("notes", PRODUCT_FIELDS, list_rule="owner = @request.auth.id", create_rule="owner = @request.auth.id", update_rule="owner = @request.auth.id")
+def test_access_rules_per_subscriber(
+    live: Server, open_stream: Any, make_live_collection: Any, alice: User, bob: User, staff: User
+) -> None:
+    make_live_collection(
+        "notes",
+        PRODUCT_FIELDS,
+        list_rule="owner = @request.auth.id",
+        create_rule="owner = @request.auth.id",
+        update_rule="owner = @request.auth.id",
+    )
     as_alice = open_stream(live, "/api/v1/realtime/notes", user=alice)
     as_bob = open_stream(live, "/api/v1/realtime", user=bob)
     as_staff = open_stream(live, "/api/v1/realtime/notes", user=staff)
@@ -148,28 +214,44 @@ def test_access_rules_per_subscriber(live: Server, open_stream: Any, make_live_c
     for stream in (as_alice, as_bob, as_staff, anonymous):
         stream.next()
     with http_for(live, alice) as alice_http:
-        record = alice_http.post("/api/v1/collections/notes/records/", json={"name": "mine", "owner": str(alice.pk), "secret": "s"}).json()
+        record = alice_http.post(
+            "/api/v1/collections/notes/records/", json={"name": "mine", "owner": str(alice.pk), "secret": "s"}
+        ).json()
         seen = as_alice.next_of("record.created").json["data"]
-        assert seen["name"] == "mine" and "secret" not in seen  # hidden from non-staff
+        assert seen["name"] == "mine"
+        assert "secret" not in seen
         assert as_staff.next_of("record.created").json["data"]["secret"] == "s"
         # Handing the record to Bob: Alice may no longer see it, so she gets only its id.
         with http_for(live, staff) as staff_http:
             staff_http.patch(f"/api/v1/collections/notes/records/{record['id']}/", json={"owner": str(bob.pk)})
         assert as_alice.next_of("record.updated").json["data"] == {"id": record["id"]}
         handed = as_bob.next_of("record.updated").json["data"]
-        assert handed["owner"] == str(bob.pk) and "secret" not in handed
+        assert handed["owner"] == str(bob.pk)
+        assert "secret" not in handed
     assert [e.event for e in anonymous.drain(0.3) if e.event.startswith("record.")] == []
     assert [e.event for e in as_bob.drain(0.1) if e.event == "record.created"] == []  # never saw Alice's
 
 
-def test_rolled_back_writes_publish_nothing(live: Server, open_stream: Any, make_live_collection: Any, alice: User, bob: User) -> None:
+def test_rolled_back_writes_publish_nothing(
+    live: Server, open_stream: Any, make_live_collection: Any, alice: User, bob: User
+) -> None:
     make_live_collection("notes", PRODUCT_FIELDS, list_rule="", create_rule="owner = @request.auth.id")
     stream = open_stream(live, "/api/v1/realtime/notes")
     stream.next()
     with http_for(live, alice) as alice_http:
         # Saved, then refused by the create rule: the transaction rolls back.
-        assert alice_http.post("/api/v1/collections/notes/records/", json={"name": "forged", "owner": str(bob.pk)}).status_code == 403
-        assert alice_http.post("/api/v1/collections/notes/records/", json={"name": "fine", "owner": str(alice.pk)}).status_code == 201
+        assert (
+            alice_http.post(
+                "/api/v1/collections/notes/records/", json={"name": "forged", "owner": str(bob.pk)}
+            ).status_code
+            == 403
+        )
+        assert (
+            alice_http.post(
+                "/api/v1/collections/notes/records/", json={"name": "fine", "owner": str(alice.pk)}
+            ).status_code
+            == 201
+        )
     assert stream.next_of("record.created").json["data"]["name"] == "fine"
 
 
@@ -192,18 +274,23 @@ def test_errors_before_the_stream(live: Server, open_stream: Any, make_live_coll
         stream = open_stream(live, **kwargs)
         assert stream.status == status, (kwargs, stream.body)
         body = stream.json_error()
-        assert body["code"] == code and body["detail"], kwargs
+        assert body["code"] == code, kwargs
+        assert body["detail"], kwargs
     bad = open_stream(live, "/api/v1/realtime/products", query="price>abc").json_error()
     assert bad["position"] == 6
 
 
-def test_all_collections_stream_treats_foreign_comparisons_as_false(live: Server, open_stream: Any, staff_http: Any, make_live_collection: Any) -> None:
+def test_all_collections_stream_treats_foreign_comparisons_as_false(
+    live: Server, open_stream: Any, staff_http: Any, make_live_collection: Any
+) -> None:
     make_live_collection("products", PRODUCT_FIELDS, list_rule="")
     make_live_collection("posts", [{"name": "title", "type": "text"}, {"name": "price", "type": "bool"}], list_rule="")
     make_live_collection("plain", [{"name": "title", "type": "text"}], list_rule="")
     stream = open_stream(live, "/api/v1/realtime", query="price>100 || title=x")
     stream.next()
-    staff_http.post("/api/v1/collections/posts/records/", json={"title": "t", "price": True})  # bool: `> 100` cannot apply
+    staff_http.post(
+        "/api/v1/collections/posts/records/", json={"title": "t", "price": True}
+    )  # bool: `> 100` cannot apply
     staff_http.post("/api/v1/collections/plain/records/", json={"title": "y"})  # no price field
     product = staff_http.post("/api/v1/collections/products/records/", json={"name": "n", "price": 101}).json()
     assert stream.next_of("record.created").json["record_id"] == product["id"]
@@ -219,7 +306,9 @@ def test_last_event_id_header_on_record_reads(live: Server, staff_http: Any, mak
     assert detail.headers["x-last-event-id"] == after.headers["x-last-event-id"]
 
 
-def test_snapshot_then_subscribe_misses_nothing(live: Server, open_stream: Any, staff_http: Any, make_live_collection: Any) -> None:
+def test_snapshot_then_subscribe_misses_nothing(
+    live: Server, open_stream: Any, staff_http: Any, make_live_collection: Any
+) -> None:
     make_live_collection("products", PRODUCT_FIELDS, list_rule="")
     url = "/api/v1/collections/products/records/"
     staff_http.post(url, json={"name": "before"})
@@ -228,7 +317,8 @@ def test_snapshot_then_subscribe_misses_nothing(live: Server, open_stream: Any, 
     staff_http.post(url, json={"name": "between"})  # after the snapshot, before the stream
     stream = open_stream(live, "/api/v1/realtime/products", last_event_id=marker)
     connected = stream.next().json["data"]
-    assert connected["last_event_id"] == marker and connected["recovered"] is True
+    assert connected["last_event_id"] == marker
+    assert connected["recovered"] is True
     assert stream.next_of("record.created").json["data"]["name"] == "between"
     staff_http.post(url, json={"name": "after"})
     assert stream.next_of("record.created").json["data"]["name"] == "after"

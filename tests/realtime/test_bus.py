@@ -1,0 +1,209 @@
+"""The bus and the model signals in this process: commit-only publishing, one event per change,
+serialised once per visible form, indexed matching."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from django.db import transaction
+
+from collections_app import services
+from collections_app.models import Collection
+from collections_app.query import Auth, parse
+from realtime.bus import EventBus, MemoryBackend, Subscriber, get_bus
+from realtime.events import CollectionInfo, Event
+
+FIELDS = [
+    {"name": "title", "type": "text"},
+    {"name": "price", "type": "number"},
+    {"name": "secret", "type": "text", "hidden": True},
+]
+
+
+def history() -> list[Event]:
+    return [event for _, event in get_bus().backend.history]
+
+
+@pytest.fixture
+def shop(make_collection: Any) -> Collection:
+    return make_collection("shop", FIELDS, list_rule="")
+
+
+@pytest.mark.django_db
+def test_events_are_published_only_after_commit(shop: Collection, django_capture_on_commit_callbacks: Any) -> None:
+    before = len(history())
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        services.record_create(collection=shop, data={"title": "a"})
+    assert len(history()) == before  # nothing until the commit
+    for callback in callbacks:
+        callback()
+    assert history()[-1].type == "record.created"
+
+
+@pytest.mark.django_db
+def test_rolled_back_writes_publish_nothing(shop: Collection, django_capture_on_commit_callbacks: Any) -> None:
+    def doomed() -> None:
+        with transaction.atomic():
+            services.record_create(collection=shop, data={"title": "doomed"})
+            raise RuntimeError("roll back")
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(RuntimeError):
+        doomed()
+    assert callbacks == []
+
+
+@pytest.mark.django_db
+def test_bulk_creates_publish_one_event_per_record(shop: Collection, django_capture_on_commit_callbacks: Any) -> None:
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        records = services.records_bulk_create(collection=shop, rows=[{"title": f"t{i}"} for i in range(5)])
+    assert len(callbacks) == 5
+    assert [e.record_id for e in history()[-5:]] == [r.id for r in records]
+
+
+@pytest.mark.django_db
+def test_deleting_a_collection_publishes_one_event(shop: Collection, django_capture_on_commit_callbacks: Any) -> None:
+    for index in range(3):
+        services.record_create(collection=shop, data={"title": f"t{index}"})
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        services.collection_delete(collection=shop)
+    assert len(callbacks) == 1
+    assert history()[-1].type == "collection.deleted"
+
+
+@pytest.mark.django_db
+def test_updates_carry_the_record_before_the_change(shop: Collection, django_capture_on_commit_callbacks: Any) -> None:
+    record = services.record_create(collection=shop, data={"title": "a", "price": 1})
+    with django_capture_on_commit_callbacks(execute=True):
+        services.record_update(record=record, data={"price": 2}, partial=True)
+    event = history()[-1]
+    assert event.previous["price"] == 1
+    assert event.data["price"] == 2
+
+
+def make_info(**rules: Any) -> CollectionInfo:
+    from collections_app.schema import load_fields
+
+    specs = tuple(load_fields(FIELDS))
+    return CollectionInfo(
+        id="c" * 15,
+        name="shop",
+        version="2026-01-01T00:00:00.000000Z",
+        fields=specs,
+        created="2026-01-01T00:00:00.000000Z",
+        field_map={s.name: s for s in specs},
+        list_rule=rules.get("list_rule", ""),
+        view_rule="",
+        create_rule=None,
+        update_rule=None,
+        delete_rule=None,
+    )
+
+
+def record_event(info: CollectionInfo, **values: Any) -> Event:
+    data = {
+        "id": "r" * 15,
+        "collection": "shop",
+        "created": "x",
+        "updated": "x",
+        "title": None,
+        "price": None,
+        "secret": None,
+        **values,
+    }
+    return Event(type="record.created", collection="shop", record_id=data["id"], data=data, schema=info)
+
+
+def run_bus(scenario: Any) -> Any:
+    async def main() -> Any:
+        bus = EventBus(MemoryBackend(size=100, seconds=60))
+        await bus.start()
+        try:
+            return await scenario(bus)
+        finally:
+            await bus.stop()
+
+    return asyncio.run(main())
+
+
+def subscriber(info: CollectionInfo, query: str | None = None, staff: bool = False, key: str = "k") -> Subscriber:
+    return Subscriber(
+        client_id=key, auth=Auth(), staff=staff, query=parse(query) if query else None, collection=info, client_key=key
+    )
+
+
+def test_an_event_is_serialised_once_per_visible_form() -> None:
+    info = make_info()
+
+    async def scenario(bus: EventBus) -> list[bytes]:
+        subs = [subscriber(info, key=f"a{i}") for i in range(3)] + [subscriber(info, staff=True, key="s")]
+        for sub in subs:
+            await bus.subscribe(sub, None)
+        bus.publish(record_event(info, title="x", secret="s"))
+        await asyncio.sleep(0.05)
+        return [sub.queue[0] for sub in subs]
+
+    frames = run_bus(scenario)
+    assert frames[0] is frames[1] is frames[2]  # the same bytes object for every public subscriber
+    assert b'"secret"' not in frames[0]
+    assert b'"secret":"s"' in frames[3]
+
+
+def test_equality_queries_are_indexed_not_scanned(monkeypatch: pytest.MonkeyPatch) -> None:
+    info = make_info()
+    checked: list[str] = []
+    original = Subscriber.form_for
+
+    def spy(self: Subscriber, event: Event, current: CollectionInfo) -> Any:
+        checked.append(self.client_id)
+        return original(self, event, current)
+
+    monkeypatch.setattr(Subscriber, "form_for", spy)
+
+    async def scenario(bus: EventBus) -> list[str]:
+        for index in range(200):
+            await bus.subscribe(subscriber(info, f"title = other{index}", key=f"other{index}"), None)
+        await bus.subscribe(subscriber(info, "title = wanted", key="wanted"), None)
+        bus.publish(record_event(info, title="wanted"))
+        await asyncio.sleep(0.05)
+        return checked
+
+    assert run_bus(scenario) == ["wanted"]
+
+
+def test_overflow_closes_only_the_slow_subscriber(settings: Any) -> None:
+    settings.FASTCMS_SSE_QUEUE_SIZE = 3
+    info = make_info()
+
+    async def scenario(bus: EventBus) -> tuple[str | None, str | None, int]:
+        slow, fast = subscriber(info, key="slow"), subscriber(info, key="fast")
+        await bus.subscribe(slow, None)
+        await bus.subscribe(fast, None)
+        for index in range(5):
+            bus.publish(record_event(info, title=f"t{index}"))
+            await asyncio.sleep(0)
+            fast.take()
+        await asyncio.sleep(0.05)
+        return slow.closed, fast.closed, len(slow.queue)
+
+    assert run_bus(scenario) == ("overflow", None, 0)
+
+
+def test_history_replay_and_unknown_ids() -> None:
+    backend = MemoryBackend(size=3, seconds=60)
+    events = [Event(type="user.joined", collection=None, record_id=None, data={"n": i}) for i in range(5)]
+    for event in events:
+        backend.append(event)
+
+    def after(last_id: str) -> tuple[list[int], bool]:
+        found, recovered = asyncio.run(backend.history_after(last_id))
+        return [e.data["n"] for e in found], recovered
+
+    assert after(events[2].id) == ([3, 4], True)
+    assert after(events[1].id) == ([2, 3, 4], True)  # the oldest kept follows it: nothing lost
+    assert after(events[0].id) == ([], False)  # trimmed: the client must refetch
+    assert after("0") == ([], False)
+    assert after(events[4].id) == ([], True)
+    assert after("garbage") == ([], False)
+    assert after(f"{backend.boot - 1}-2") == ([], False)  # another process's (or boot's) id
