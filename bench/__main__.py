@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}")
     for warning in report.warnings(results):
         print(f"warning: {warning}")
+    if any(row.verdict.endswith("?") for row in rows):
+        print(report.NOISY_NOTE)
     print(f"\nwrote {json_path} and {md_path} ({data['duration_s']:.0f} s)")
     return 1 if report.errors(results) else 0
 

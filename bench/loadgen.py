@@ -238,7 +238,8 @@ class Worker:
         self.counts: Counter[str] = Counter()
         self.opened = 0
 
-    async def _open(self, sub: Subscription, source: str) -> None:
+    async def _open(self, sub: Subscription, source: str) -> float:
+        """Connect, send the request and wait for `connected`; return when it arrived."""
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -256,7 +257,7 @@ class Worker:
         client = SSEClient(request, sub.group, self.counts)
         self.clients[sub.sub_id] = client
         await loop.create_connection(lambda: client, sock=sock)
-        await client.ready
+        return await client.ready
 
     async def connect(self, subs: list[Subscription]) -> dict[str, Any]:
         """Open `subs` (at most `concurrency` handshakes at a time); report failures and the last `connected` time."""
@@ -268,15 +269,18 @@ class Worker:
             nonlocal last
             async with gate:
                 try:
-                    await asyncio.wait_for(self._open(sub, source), self.connect_timeout)
+                    connected = await asyncio.wait_for(self._open(sub, source), self.connect_timeout)
                 except Exception as exc:  # every failure is reported, none stops the others
-                    reason = str(exc) if isinstance(exc, StreamRefused) else f"{type(exc).__name__}: {exc}"
+                    if isinstance(exc, asyncio.TimeoutError):
+                        reason = f"no `connected` event within {self.connect_timeout:.0f} s"
+                    else:
+                        reason = str(exc) if isinstance(exc, StreamRefused) else f"{type(exc).__name__}: {exc}"
                     failures.append((sub.sub_id, reason))
                     client = self.clients.pop(sub.sub_id, None)
                     if client is not None:
                         client.close()
                 else:
-                    last = max(last, time.time())
+                    last = max(last, connected)
 
         start = self.opened
         self.opened += len(subs)

@@ -45,10 +45,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15
 
 
-def machine_process_seconds() -> float:
-    """CPU time all processors have spent running processes since boot (/proc/stat: user, nice, system)."""
-    user, nice, system = (int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:4])
-    return (user + nice + system) / os.sysconf("SC_CLK_TCK")
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(CPU time spent running processes, CPU time stolen by the hypervisor) since boot, from /proc/stat."""
+    user, nice, system, _idle, _iowait, _irq, _softirq, steal = (
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system) / tick, steal / tick
 
 
 def process_stats(pid: int) -> ProcessStats:

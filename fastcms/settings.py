@@ -123,13 +123,14 @@ STORAGES = {
 
 # Served from the apps too, so pages keep their assets if `collectstatic` has not run.
 WHITENOISE_USE_FINDERS = True
-warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+warnings.filterwarnings("ignore", message="No directory at: ")  # WhiteNoise, before collectstatic
 
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_EXPOSE_HEADERS = ["X-Last-Event-ID"]
 CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "last-event-id", "x-csrftoken"]
 
 REDIS_URL = env.str("REDIS_URL", default="") or None
+FASTCMS_REDIS_PREFIX = env.str("FASTCMS_REDIS_PREFIX", default="fastcms")  # keys: <prefix>:events, ...
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

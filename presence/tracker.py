@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 class PresenceTracker(Protocol):
+    def start(self) -> None: ...
     async def connect(self, connection_id: str, user_id: str, user_name: str | None) -> None: ...
     async def disconnect(self, connection_id: str, user_id: str) -> None: ...
     async def users(self) -> list[dict[str, Any]]: ...
@@ -44,6 +45,9 @@ class MemoryPresence:
 
     def __init__(self) -> None:
         self.present: dict[str, _Present] = {}
+
+    def start(self) -> None:
+        return None
 
     async def connect(self, connection_id: str, user_id: str, user_name: str | None) -> None:
         user = self.present.get(user_id)
@@ -119,6 +123,7 @@ def _finished(task: asyncio.Task[Any]) -> None:
 
 
 def stream_opened(sender: Any, subscriber: Any, user_id: str | None, user_name: str | None, **kwargs: Any) -> None:
+    get_tracker().start()
     if user_id is not None:
         _run(get_tracker().connect(subscriber.client_id, user_id, user_name))
 

@@ -453,6 +453,10 @@ class EventBus:
         """Raise AdmissionError when this process or this client has too many streams."""
         if self.closing:
             raise AdmissionError(503, "server_busy", "The server is shutting down.")
+        if not getattr(self.backend, "available", True):
+            raise AdmissionError(
+                503, "realtime_unavailable", "Real-time delivery is unavailable right now; retry shortly."
+            )
         if len(self.subscribers) >= settings.FASTCMS_SSE_MAX_CONNECTIONS:
             raise AdmissionError(503, "server_busy", "Too many open streams on this server; retry later.")
         if self.per_client[client_key] >= settings.FASTCMS_SSE_MAX_PER_CLIENT:

@@ -68,6 +68,20 @@ class CollectionInfo:
             **{rule: getattr(collection, rule) for rule in RULE_NAMES},
         )
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CollectionInfo:
+        """The inverse of `as_dict` (events crossing processes carry their collection)."""
+        specs = tuple(load_fields(data["fields"]))
+        return cls(
+            id=data["id"],
+            name=data["name"],
+            version=data["updated"],
+            fields=specs,
+            created=data["created"],
+            field_map={spec.name: spec for spec in specs},
+            **{rule: data.get(rule) for rule in RULE_NAMES},
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """The collection as the REST API shows it."""
         return {
@@ -137,6 +151,35 @@ class Event:
             envelope = '{"id":' + dumps(self.id) + "," + body[1:]
             frame = self.frames[key] = f"id: {self.id}\nevent: {self.type}\ndata: {envelope}\n\n".encode()
         return frame
+
+    def to_wire(self) -> str:
+        """The event as JSON for other processes (without its id, which the log assigns)."""
+        return dumps(
+            {
+                "type": self.type,
+                "collection": self.collection,
+                "record_id": self.record_id,
+                "data": self.data,
+                "timestamp": self.timestamp,
+                "previous": self.previous,
+                "schema": self.schema.as_dict() if self.schema else None,
+            }
+        )
+
+    @classmethod
+    def from_wire(cls, event_id: str, text: str | bytes) -> Event:
+        wire = json.loads(text)
+        schema = wire.get("schema")
+        return cls(
+            type=wire["type"],
+            collection=wire["collection"],
+            record_id=wire["record_id"],
+            data=wire["data"],
+            timestamp=wire["timestamp"],
+            previous=wire.get("previous"),
+            schema=CollectionInfo.from_dict(schema) if schema else None,
+            id=event_id,
+        )
 
     def envelope(self, form: str = PUBLIC, schema: CollectionInfo | None = None) -> dict[str, Any]:
         return json.loads('{"id":' + dumps(self.id) + "," + self.body(form, schema)[1:])

@@ -133,6 +133,22 @@ def products(make_collection: Callable[..., Collection]) -> Collection:
 LIVE_DEFAULTS = {"FASTCMS_SSE_HEARTBEAT": "1", "FASTCMS_PRESENCE_GRACE": "0.5"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _redis_keys_cleaned() -> Any:
+    """Delete this session's Redis keys at the end (they share a per-session prefix)."""
+    yield
+    from django.conf import settings
+
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        keys = list(client.scan_iter(f"{settings.FASTCMS_REDIS_PREFIX}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def live_servers(django_db_setup: None, django_db_blocker: Any) -> Any:
     """Start (once per session) a uvicorn server per distinct settings; stopped at the end."""

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from django.conf import settings as django_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,6 +66,7 @@ class Server:
             "ALLOWED_HOSTS": "*",
             "DATABASE_URL": database_url(),
             "PYTHONUNBUFFERED": "1",
+            "FASTCMS_REDIS_PREFIX": django_settings.FASTCMS_REDIS_PREFIX,
             **(env or {}),
         }
         self.workers = workers

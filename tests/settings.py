@@ -20,3 +20,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # Serve static files from the apps (no collectstatic needed in tests).
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+# Each test session keeps its Redis keys apart (its servers get the same prefix).
+FASTCMS_REDIS_PREFIX = f"fastcms-test-{os.getpid()}"

@@ -12,6 +12,7 @@ from django.db import transaction
 from collections_app import services
 from collections_app.models import Collection
 from collections_app.query import Auth, parse
+from realtime import bus as bus_module
 from realtime.bus import EventBus, MemoryBackend, Subscriber, get_bus
 from realtime.events import CollectionInfo, Event
 
@@ -24,6 +25,14 @@ FIELDS = [
 
 def history() -> list[Event]:
     return [event for _, event in get_bus().backend.history]
+
+
+@pytest.fixture(autouse=True)
+def memory_bus(monkeypatch: pytest.MonkeyPatch) -> EventBus:
+    """These tests look into the in-process history, whatever backend the settings name."""
+    bus = EventBus(MemoryBackend(size=1000, seconds=600))
+    monkeypatch.setattr(bus_module, "_bus", bus)
+    return bus
 
 
 @pytest.fixture
