@@ -60,6 +60,9 @@ MIDDLEWARE = [
     "realtime.middleware.LastEventIdMiddleware",
 ]
 
+# The SSE endpoints run only these (natively async) middleware; see realtime.asgi.StreamHandler.
+FASTCMS_STREAM_MIDDLEWARE = ["corsheaders.middleware.CorsMiddleware"]
+
 ROOT_URLCONF = "fastcms.urls"
 ASGI_APPLICATION = "fastcms.asgi.application"
 WSGI_APPLICATION = None

@@ -40,6 +40,7 @@ from realtime.events import (
 logger = logging.getLogger(__name__)
 
 OVERFLOW, MAX_AGE, SHUTDOWN, COLLECTION_GONE = "overflow", "max_age", "shutdown", "collection_deleted"
+COLLECTIONS_REFRESH = 5.0  # seconds between re-reads of the collection registry
 
 
 class Backend(Protocol):
@@ -333,7 +334,7 @@ class EventBus:
         self.global_subs: set[Subscriber] = set()
         self.by_collection: dict[str, CollectionIndex] = {}
         self.collections: dict[str, CollectionInfo] = {}
-        self.collections_loaded = False
+        self.collections_loaded_at: float | None = None  # when the registry was last read from the DB
         self.per_client: Counter[str] = Counter()
         self.closing = False
         self.tasks: list[asyncio.Task[Any]] = []
@@ -407,6 +408,11 @@ class EventBus:
                 self.by_collection[info.id].unindex()
             return info
         return known
+
+    def collections_stale(self) -> bool:
+        """Whether to re-read every collection (rules changed by another process reach us so)."""
+        loaded = self.collections_loaded_at
+        return loaded is None or time.monotonic() - loaded > COLLECTIONS_REFRESH
 
     def remember_collection(self, info: CollectionInfo) -> None:
         known = self.collections.get(info.id)

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
 from django.conf import settings
@@ -86,7 +87,10 @@ def _authenticate(request: HttpRequest, token: str | None) -> Any:
         if not key.strip() or " " in key.strip():
             raise AuthenticationFailed("Invalid token header.")
         return user_for_token(key.strip())
-    return get_user(request)  # the Django session, or AnonymousUser
+    # The Django session (the stream paths run no session middleware), or AnonymousUser.
+    engine = import_module(settings.SESSION_ENGINE)
+    request.session = engine.SessionStore(request.COOKIES.get(settings.SESSION_COOKIE_NAME))
+    return get_user(request)
 
 
 def _refuse_anonymous_or(user: Any, code: str, detail: str) -> StreamRefused:
@@ -95,8 +99,23 @@ def _refuse_anonymous_or(user: Any, code: str, detail: str) -> StreamRefused:
     return StreamRefused(403, code, detail)
 
 
-def prepare_stream(request: HttpRequest, name: str | None) -> StreamPlan:
-    """Check the request in SPEC order (401, 404, 400, 403, presence 403); runs on the pool."""
+def needs_database(request: HttpRequest, name: str | None) -> bool:
+    """Whether preparing this stream reads the database (otherwise it runs inline on the loop)."""
+    return bool(
+        name is not None
+        or "token" in request.GET
+        or request.headers.get("Authorization")
+        or settings.SESSION_COOKIE_NAME in request.COOKIES
+        or get_bus().collections_stale()
+    )
+
+
+def prepare_stream(request: HttpRequest, name: str | None, *, on_pool: bool = True) -> StreamPlan:
+    """Check the request in SPEC order (401, 404, 400, 403, presence 403).
+
+    Runs on the auth pool when it reads the database (`on_pool`), which then releases its
+    connection; otherwise inline.
+    """
     try:
         params = request.GET
         try:
@@ -112,10 +131,12 @@ def prepare_stream(request: HttpRequest, name: str | None) -> StreamPlan:
                 info = CollectionInfo.of(Collection.objects.get(name=name))
             except Collection.DoesNotExist:
                 raise StreamRefused(404, "not_found", f"Collection '{name}' not found.") from None
-            bus.loop.call_soon_threadsafe(bus.remember_collection, info) if bus.loop else None
-        elif not bus.collections_loaded:
+            if bus.loop is not None:
+                bus.loop.call_soon_threadsafe(bus.remember_collection, info)
+        elif bus.collections_stale():
+            # The all-collections stream replays with the collections' current rules and schema.
             infos = [CollectionInfo.of(c) for c in Collection.objects.all()]
-            if bus.loop:
+            if bus.loop is not None:
                 bus.loop.call_soon_threadsafe(_prime, bus, infos)
         query_text = params.get("query")
         last_event_id = request.headers.get("Last-Event-ID") or params.get("last_event_id") or None
@@ -147,13 +168,14 @@ def prepare_stream(request: HttpRequest, name: str | None) -> StreamPlan:
             last_event_id=last_event_id,
         )
     finally:
-        close_old_connections()  # release this pool thread's connection before the stream starts
+        if on_pool:
+            close_old_connections()  # release this pool thread's connection before the stream starts
 
 
 def _prime(bus: Any, infos: list[CollectionInfo]) -> None:
     for info in infos:
         bus.remember_collection(info)
-    bus.collections_loaded = True
+    bus.collections_loaded_at = time.monotonic()
 
 
 def _presence_identity(
@@ -183,7 +205,7 @@ async def stream_collection(request: HttpRequest, name: str) -> HttpResponse:
 
 
 async def _stream(request: HttpRequest, name: str | None) -> HttpResponse:
-    if request.method not in ("GET", "HEAD"):
+    if request.method != "GET":
         return JsonResponse(
             {"detail": f'Method "{request.method}" not allowed.', "code": "method_not_allowed"}, status=405
         )
@@ -191,7 +213,10 @@ async def _stream(request: HttpRequest, name: str | None) -> HttpResponse:
     await bus.start()
     loop = asyncio.get_running_loop()
     try:
-        plan = await loop.run_in_executor(auth_pool(), prepare_stream, request, name)
+        if needs_database(request, name):
+            plan = await loop.run_in_executor(auth_pool(), prepare_stream, request, name)
+        else:
+            plan = prepare_stream(request, name, on_pool=False)
     except StreamRefused as refused:
         return refused.response()
     sub = Subscriber(

@@ -322,3 +322,21 @@ def test_snapshot_then_subscribe_misses_nothing(
     assert stream.next_of("record.created").json["data"]["name"] == "between"
     staff_http.post(url, json={"name": "after"})
     assert stream.next_of("record.created").json["data"]["name"] == "after"
+
+
+def test_session_cookie_authenticates_streams(live: Server, open_stream: Any, make_live_collection: Any) -> None:
+    import re
+
+    import httpx
+
+    make_live_collection("internal", PRODUCT_FIELDS)  # staff only
+    root = User.objects.create_superuser("root", "root@example.com", "root-pass")
+    with httpx.Client(base_url=live.url) as browser:
+        login = browser.get("/admin/login/")
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
+        browser.post("/admin/login/", data={"username": "root", "password": "root-pass", "csrfmiddlewaretoken": csrf})
+        session = browser.cookies["sessionid"]
+    stream = open_stream(live, "/api/v1/realtime/internal", headers={"Cookie": f"sessionid={session}"})
+    assert stream.status == 200
+    assert stream.next().json["data"]["user_id"] == str(root.pk)
+    assert open_stream(live, "/api/v1/realtime/internal", headers={"Cookie": "sessionid=forged"}).status == 401
