@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 
 STREAM_PATH = re.compile(r"^/api/v1/realtime(/[^/]+)?/?$")
 
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
 
 def _async_capable(path: str) -> bool:
     return bool(getattr(import_string(path), "async_capable", False))
