@@ -118,6 +118,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "fastcms" / "static"]
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -166,7 +167,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "APPEND_PATHS": {},  # filled below with the SSE and presence endpoints
 }
+
+from realtime.openapi import paths as realtime_paths  # noqa: E402  (plain data, no Django import)
+
+SPECTACULAR_SETTINGS["APPEND_PATHS"] = realtime_paths()
 
 # Real-time and presence (seconds may be fractional). Read through django.conf.settings at use.
 FASTCMS_SSE_HEARTBEAT = env.float("FASTCMS_SSE_HEARTBEAT", default=15.0)

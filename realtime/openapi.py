@@ -1,0 +1,103 @@
+"""OpenAPI descriptions of the SSE and presence endpoints (plain Django views DRF cannot see)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {
+    "description": "Refused before the stream starts",
+    "content": {
+        "application/json": {
+            "schema": {"type": "object", "properties": {"detail": {"type": "string"}, "code": {"type": "string"}}}
+        }
+    },
+}
+_STREAM_PARAMETERS = [
+    {"name": "query", "in": "query", "schema": {"type": "string"}, "description": "Live query, e.g. `price>100`."},
+    {
+        "name": "token",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "API token (EventSource cannot send headers).",
+    },
+    {"name": "user_id", "in": "query", "schema": {"type": "string"}, "description": "Presence identity."},
+    {
+        "name": "user_name",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "Presence name (anonymous callers).",
+    },
+    {
+        "name": "last_event_id",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "Resume after this event id (the `Last-Event-ID` header wins).",
+    },
+]
+_STREAM_RESPONSES = {
+    "200": {
+        "description": "`text/event-stream`: `connected`, then record.*, collection.* and user.* events",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+    **{code: _ERROR for code in ("400", "401", "403", "404", "429", "503")},
+}
+
+
+def paths() -> dict[str, Any]:
+    return {
+        "/api/v1/realtime": {
+            "get": {
+                "operationId": "realtime_stream",
+                "summary": "Events of every collection you may list, and presence",
+                "tags": ["realtime"],
+                "parameters": _STREAM_PARAMETERS,
+                "responses": _STREAM_RESPONSES,
+            }
+        },
+        "/api/v1/realtime/{name}": {
+            "get": {
+                "operationId": "realtime_collection_stream",
+                "summary": "Events of one collection",
+                "tags": ["realtime"],
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    *_STREAM_PARAMETERS,
+                ],
+                "responses": _STREAM_RESPONSES,
+            }
+        },
+        "/api/v1/presence": {
+            "get": {
+                "operationId": "presence",
+                "summary": "Who is connected (sorted by user_id)",
+                "tags": ["presence"],
+                "responses": {
+                    "200": {
+                        "description": "Present users; `X-Last-Event-ID` header for a gapless subscribe",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "users": {
+                                            "type": "array",
+                                            "items": {
+                                                "type": "object",
+                                                "properties": {
+                                                    "user_id": {"type": "string"},
+                                                    "user_name": {"type": "string", "nullable": True},
+                                                    "connections": {"type": "integer"},
+                                                    "last_seen": {"type": "string", "format": "date-time"},
+                                                },
+                                            },
+                                        },
+                                        "count": {"type": "integer"},
+                                    },
+                                }
+                            }
+                        },
+                    }
+                },
+            }
+        },
+    }
