@@ -187,6 +187,9 @@ FASTCMS_HISTORY_SECONDS = env.float("FASTCMS_HISTORY_SECONDS", default=600.0)
 FASTCMS_PRESENCE_ANONYMOUS = env.bool("FASTCMS_PRESENCE_ANONYMOUS", default=True)
 FASTCMS_PRESENCE_GRACE = env.float("FASTCMS_PRESENCE_GRACE", default=5.0)
 FASTCMS_PRESENCE_TTL = env.float("FASTCMS_PRESENCE_TTL", default=30.0)
+# Streams find collections in memory; changes made by processes that do not share the bus (no
+# REDIS_URL) are seen after at most this many seconds. 0: read the database for every stream.
+FASTCMS_COLLECTIONS_REFRESH = env.float("FASTCMS_COLLECTIONS_REFRESH", default=5.0)
 
 LOGGING = {
     "version": 1,

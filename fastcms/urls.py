@@ -1,9 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from fastcms.views import console
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("fastcms.api")),
+    path("", console, name="console"),
 ]
 
 handler404 = "fastcms.errors.json_or_html_404"

@@ -40,7 +40,6 @@ from realtime.events import (
 logger = logging.getLogger(__name__)
 
 OVERFLOW, MAX_AGE, SHUTDOWN, COLLECTION_GONE = "overflow", "max_age", "shutdown", "collection_deleted"
-COLLECTIONS_REFRESH = 5.0  # seconds between re-reads of the collection registry
 
 
 class Backend(Protocol):
@@ -318,6 +317,52 @@ class CollectionIndex:
                             yield sub
 
 
+class CollectionRegistry:
+    """The collections as this process's bus knows them: kept current by collection events and
+    re-read from the database every FASTCMS_COLLECTIONS_REFRESH seconds (for changes made by
+    processes that do not share the bus), so opening a stream mostly needs no query."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, CollectionInfo] = {}
+        self.by_name: dict[str, CollectionInfo] = {}
+        self.loaded_at: float | None = None
+
+    def get(self, collection_id: str) -> CollectionInfo | None:
+        return self.by_id.get(collection_id)
+
+    def named(self, name: str) -> CollectionInfo | None:
+        return self.by_name.get(name) if not self.stale() else None
+
+    def stale(self) -> bool:
+        return self.loaded_at is None or time.monotonic() - self.loaded_at >= settings.FASTCMS_COLLECTIONS_REFRESH
+
+    def remember(self, info: CollectionInfo) -> bool:
+        """Keep `info` unless a later version is known; True when it replaced an older one."""
+        known = self.by_id.get(info.id)
+        if known is not None and known.version >= info.version:
+            return False
+        if known is not None and self.by_name.get(known.name) is known:
+            del self.by_name[known.name]
+        self.by_id[info.id] = info
+        self.by_name[info.name] = info
+        return known is not None
+
+    def forget(self, collection_id: str) -> None:
+        known = self.by_id.pop(collection_id, None)
+        if known is not None and self.by_name.get(known.name) is known:
+            del self.by_name[known.name]
+
+    def replace_all(self, infos: list[CollectionInfo], read_at: float) -> None:
+        """The database's collections, read at `read_at` (events dispatched since stay newer)."""
+        current = {info.id for info in infos}
+        for collection_id in list(self.by_id):
+            if collection_id not in current:
+                self.forget(collection_id)
+        for info in infos:
+            self.remember(info)
+        self.loaded_at = read_at
+
+
 class AdmissionError(Exception):
     def __init__(self, status: int, code: str, detail: str) -> None:
         super().__init__(detail)
@@ -333,8 +378,7 @@ class EventBus:
         self.subscribers: set[Subscriber] = set()
         self.global_subs: set[Subscriber] = set()
         self.by_collection: dict[str, CollectionIndex] = {}
-        self.collections: dict[str, CollectionInfo] = {}
-        self.collections_loaded_at: float | None = None  # when the registry was last read from the DB
+        self.collections = CollectionRegistry()
         self.per_client: Counter[str] = Counter()
         self.closing = False
         self.tasks: list[asyncio.Task[Any]] = []
@@ -395,29 +439,16 @@ class EventBus:
     # --- delivery (loop thread) -----------------------------------------------------------------
 
     def _remember_schema(self, event: Event) -> CollectionInfo | None:
+        """The newest known version of the event's collection (and remember the event's)."""
         info = event.schema
         if info is None:
             return None
-        known = self.collections.get(info.id)
         if event.type == COLLECTION_DELETED:
-            self.collections.pop(info.id, None)
+            self.collections.forget(info.id)
             return info
-        if known is None or known.version < info.version:
-            self.collections[info.id] = info
-            if known is not None and info.id in self.by_collection:
-                self.by_collection[info.id].unindex()
-            return info
-        return known
-
-    def collections_stale(self) -> bool:
-        """Whether to re-read every collection (rules changed by another process reach us so)."""
-        loaded = self.collections_loaded_at
-        return loaded is None or time.monotonic() - loaded > COLLECTIONS_REFRESH
-
-    def remember_collection(self, info: CollectionInfo) -> None:
-        known = self.collections.get(info.id)
-        if known is None or known.version < info.version:
-            self.collections[info.id] = info
+        if self.collections.remember(info) and info.id in self.by_collection:
+            self.by_collection[info.id].unindex()
+        return self.collections.get(info.id) or info
 
     def dispatch(self, event: Event) -> None:
         info = self._remember_schema(event)
@@ -510,7 +541,7 @@ class EventBus:
         info = event.schema
         if info is None or (sub.collection_id is not None and sub.collection_id != info.id):
             return None
-        current = self.collections.get(info.id, info)
+        current = self.collections.get(info.id) or info
         if current.version < info.version:
             current = info
         if event.type in COLLECTION_TYPES:

@@ -101,12 +101,13 @@ def _refuse_anonymous_or(user: Any, code: str, detail: str) -> StreamRefused:
 
 def needs_database(request: HttpRequest, name: str | None) -> bool:
     """Whether preparing this stream reads the database (otherwise it runs inline on the loop)."""
+    registry = get_bus().collections
     return bool(
-        name is not None
-        or "token" in request.GET
+        "token" in request.GET
         or request.headers.get("Authorization")
         or settings.SESSION_COOKIE_NAME in request.COOKIES
-        or get_bus().collections_stale()
+        or registry.stale()
+        or (name is not None and registry.named(name) is None)
     )
 
 
@@ -125,19 +126,24 @@ def prepare_stream(request: HttpRequest, name: str | None, *, on_pool: bool = Tr
         staff = is_staff(user)
         auth = Auth.of(user)
         bus = get_bus()
-        info = None
-        if name is not None:
-            try:
-                info = CollectionInfo.of(Collection.objects.get(name=name))
-            except Collection.DoesNotExist:
-                raise StreamRefused(404, "not_found", f"Collection '{name}' not found.") from None
-            if bus.loop is not None:
-                bus.loop.call_soon_threadsafe(bus.remember_collection, info)
-        elif bus.collections_stale():
-            # The all-collections stream replays with the collections' current rules and schema.
+        registry = bus.collections
+        if registry.stale() and on_pool:
+            read_at = time.monotonic()
             infos = [CollectionInfo.of(c) for c in Collection.objects.all()]
             if bus.loop is not None:
-                bus.loop.call_soon_threadsafe(_prime, bus, infos)
+                bus.loop.call_soon_threadsafe(registry.replace_all, infos, read_at)
+            known = {info.name: info for info in infos}
+        else:
+            known = None
+        info = None
+        if name is not None:
+            info = known.get(name) if known is not None else registry.named(name)
+            if info is None and on_pool:
+                # Created an instant ago (its event may not have arrived yet), or really unknown.
+                found = Collection.objects.filter(name=name).first()
+                info = CollectionInfo.of(found) if found is not None else None
+            if info is None:
+                raise StreamRefused(404, "not_found", f"Collection '{name}' not found.")
         query_text = params.get("query")
         last_event_id = request.headers.get("Last-Event-ID") or params.get("last_event_id") or None
         for key, value in (
@@ -170,12 +176,6 @@ def prepare_stream(request: HttpRequest, name: str | None, *, on_pool: bool = Tr
     finally:
         if on_pool:
             close_old_connections()  # release this pool thread's connection before the stream starts
-
-
-def _prime(bus: Any, infos: list[CollectionInfo]) -> None:
-    for info in infos:
-        bus.remember_collection(info)
-    bus.collections_loaded_at = time.monotonic()
 
 
 def _presence_identity(

@@ -130,7 +130,8 @@ def products(make_collection: Callable[..., Collection]) -> Collection:
 
 # --- live servers (stream tests) --------------------------------------------------------------
 
-LIVE_DEFAULTS = {"FASTCMS_SSE_HEARTBEAT": "1", "FASTCMS_PRESENCE_GRACE": "0.5"}
+# Test data is truncated between tests, which no event reports: servers read collections each time.
+LIVE_DEFAULTS = {"FASTCMS_SSE_HEARTBEAT": "1", "FASTCMS_PRESENCE_GRACE": "0.5", "FASTCMS_COLLECTIONS_REFRESH": "0"}
 
 
 @pytest.fixture(scope="session", autouse=True)

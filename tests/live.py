@@ -231,6 +231,14 @@ class SSEClient:
             if event.event in types:
                 return event
 
+    def next_for(self, *types: str, user_id: str, timeout: float = 10) -> SSEEvent:
+        """The next presence event of `types` about `user_id` (other tests' users are ignored)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self.next_of(*types, timeout=max(0.01, deadline - time.monotonic()))
+            if event.json["data"].get("user_id") == user_id:
+                return event
+
     def drain(self, wait: float = 0.5) -> list[SSEEvent]:
         """Every event that arrives within `wait` seconds (pings excluded)."""
         found = []

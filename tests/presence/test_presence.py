@@ -59,7 +59,7 @@ def test_join_second_connection_and_leave_after_grace(live: Server, streams: Any
     observer.next()
     first = streams(live, query="user_id=user-123")
     first.next()
-    joined = first.next_of("user.joined").json  # the joining stream itself receives it
+    joined = first.next_for("user.joined", user_id="user-123").json  # the joining stream itself receives it
     assert joined["id"]
     assert joined["collection"] is None
     assert joined["record_id"] is None
@@ -67,16 +67,18 @@ def test_join_second_connection_and_leave_after_grace(live: Server, streams: Any
     assert joined["data"]["user_id"] == "user-123"
     assert joined["data"]["connections"] == 1
     assert joined["data"]["user_name"] is None
-    assert observer.next_of("user.joined").json["data"]["user_id"] == "user-123"
+    assert observer.next_for("user.joined", user_id="user-123")
 
     second = streams(live, query="user_id=user-123")
     second.next()
     assert wait_until(lambda: users(live).get("user-123", {}).get("connections") == 2)
-    assert [e for e in observer.drain(0.3) if e.event == "user.joined"] == []  # one join per user
+    assert [
+        e for e in observer.drain(0.3) if e.event == "user.joined" and e.json["data"]["user_id"] == "user-123"
+    ] == []
 
     first.close()
     second.close()
-    left = observer.next_of("user.left", timeout=GRACE + 3).json["data"]
+    left = observer.next_for("user.left", user_id="user-123", timeout=GRACE + 3).json["data"]
     assert left["user_id"] == "user-123"
     assert left["connections"] == 0
     assert left["last_seen"].endswith("Z")
@@ -88,12 +90,15 @@ def test_quick_reconnect_does_not_flap(live: Server, streams: Any) -> None:
     observer.next()
     first = streams(live, query="user_id=flappy")
     first.next()
-    observer.next_of("user.joined")
+    observer.next_for("user.joined", user_id="flappy")
     first.close()
     again = streams(live, query="user_id=flappy")  # back within the grace period
     again.next()
     time.sleep(GRACE + 0.5)
-    assert [e.event for e in observer.drain(0.2) if e.event.startswith("user.")] == []
+    flaps = [
+        e.event for e in observer.drain(0.2) if e.event.startswith("user.") and e.json["data"]["user_id"] == "flappy"
+    ]
+    assert flaps == []
     assert users(live)["flappy"]["connections"] == 1
 
 
@@ -103,7 +108,7 @@ def test_authenticated_users_appear_under_their_own_id_and_name(
     as_alice = streams(live, headers={"Authorization": f"Token {token_of(alice)}"}, query="user_name=ignored")
     connected = as_alice.next().json["data"]
     assert connected["user_id"] == str(alice.pk)
-    joined = as_alice.next_of("user.joined").json["data"]
+    joined = as_alice.next_for("user.joined", user_id=str(alice.pk)).json["data"]
     assert joined == {**joined, "user_id": str(alice.pk), "user_name": "Alice Liddell"}
     as_bob = streams(live, f"/api/v1/realtime?token={token_of(bob)}&user_id={bob.pk}")
     as_bob.next()
@@ -142,7 +147,7 @@ def test_one_collection_streams_count_but_only_global_streams_get_presence_event
     room = streams(live, "/api/v1/realtime/rooms", query="user_id=in-room")
     room.next()
     assert wait_until(lambda: "in-room" in users(live))
-    assert [e.event for e in room.drain(0.3) if e.event.startswith("user.")] == []
+    assert [e.event for e in room.drain(0.3) if e.event.startswith("user.")] == []  # none at all here
 
 
 def test_presence_endpoint_shape_order_and_snapshot_header(live: Server, streams: Any) -> None:

@@ -4,6 +4,7 @@ serialised once per visible form, indexed matching."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -216,3 +217,22 @@ def test_history_replay_and_unknown_ids() -> None:
     assert after(events[4].id) == ([], True)
     assert after("garbage") == ([], False)
     assert after(f"{backend.boot - 1}-2") == ([], False)  # another process's (or boot's) id
+
+
+def test_collection_registry_keeps_the_newest_version_and_expires(settings: Any) -> None:
+    from realtime.bus import CollectionRegistry
+
+    settings.FASTCMS_COLLECTIONS_REFRESH = 60
+    registry = CollectionRegistry()
+    old, new = make_info(), make_info(list_rule=None)
+    object.__setattr__(new, "version", "2026-06-01T00:00:00.000000Z")
+    assert registry.named("shop") is None  # never read: stale
+    registry.replace_all([old], read_at=time.monotonic())
+    assert registry.named("shop") is old
+    assert registry.remember(new) is True
+    assert registry.remember(old) is False  # an older version never wins
+    assert registry.named("shop") is new
+    registry.forget(new.id)
+    assert registry.named("shop") is None
+    settings.FASTCMS_COLLECTIONS_REFRESH = 0
+    assert registry.stale()
