@@ -99,23 +99,33 @@ def _refuse_anonymous_or(user: Any, code: str, detail: str) -> StreamRefused:
     return StreamRefused(403, code, detail)
 
 
-def needs_database(request: HttpRequest, name: str | None) -> bool:
-    """Whether preparing this stream reads the database (otherwise it runs inline on the loop)."""
-    registry = get_bus().collections
-    return bool(
+def inline_collection(request: HttpRequest, name: str | None) -> CollectionInfo | bool | None:
+    """What an inline (no database) preparation would use, or False when the database is needed.
+
+    Returns the collection (None for the all-collections stream) when no token or session has
+    to be checked and the registry knows the collection.
+    """
+    if (
         "token" in request.GET
         or request.headers.get("Authorization")
         or settings.SESSION_COOKIE_NAME in request.COOKIES
-        or registry.stale()
-        or (name is not None and registry.named(name) is None)
-    )
+    ):
+        return False
+    registry = get_bus().collections
+    if registry.stale():
+        return False
+    if name is None:
+        return None
+    return registry.named(name) or False
 
 
-def prepare_stream(request: HttpRequest, name: str | None, *, on_pool: bool = True) -> StreamPlan:
+def prepare_stream(
+    request: HttpRequest, name: str | None, *, on_pool: bool = True, known: CollectionInfo | None = None
+) -> StreamPlan:
     """Check the request in SPEC order (401, 404, 400, 403, presence 403).
 
     Runs on the auth pool when it reads the database (`on_pool`), which then releases its
-    connection; otherwise inline.
+    connection; otherwise inline, with the collection already found in the registry (`known`).
     """
     try:
         params = request.GET
@@ -126,24 +136,24 @@ def prepare_stream(request: HttpRequest, name: str | None, *, on_pool: bool = Tr
         staff = is_staff(user)
         auth = Auth.of(user)
         bus = get_bus()
-        registry = bus.collections
-        if registry.stale() and on_pool:
-            read_at = time.monotonic()
-            infos = [CollectionInfo.of(c) for c in Collection.objects.all()]
-            if bus.loop is not None:
-                bus.loop.call_soon_threadsafe(registry.replace_all, infos, read_at)
-            known = {info.name: info for info in infos}
-        else:
-            known = None
-        info = None
-        if name is not None:
-            info = known.get(name) if known is not None else registry.named(name)
-            if info is None and on_pool:
-                # Created an instant ago (its event may not have arrived yet), or really unknown.
-                found = Collection.objects.filter(name=name).first()
-                info = CollectionInfo.of(found) if found is not None else None
-            if info is None:
-                raise StreamRefused(404, "not_found", f"Collection '{name}' not found.")
+        info = known
+        if on_pool:
+            registry = bus.collections
+            fresh: dict[str, CollectionInfo] | None = None
+            if registry.stale():
+                read_at = time.monotonic()
+                infos = [CollectionInfo.of(c) for c in Collection.objects.all()]
+                if bus.loop is not None:
+                    bus.loop.call_soon_threadsafe(registry.replace_all, infos, read_at)
+                fresh = {info.name: info for info in infos}
+            if name is not None:
+                info = fresh.get(name) if fresh is not None else registry.by_name.get(name)
+                if info is None and fresh is None:
+                    # Created an instant ago (its event may not have arrived yet), or really unknown.
+                    found = Collection.objects.filter(name=name).first()
+                    info = CollectionInfo.of(found) if found is not None else None
+        if name is not None and info is None:
+            raise StreamRefused(404, "not_found", f"Collection '{name}' not found.")
         query_text = params.get("query")
         last_event_id = request.headers.get("Last-Event-ID") or params.get("last_event_id") or None
         for key, value in (
@@ -213,10 +223,11 @@ async def _stream(request: HttpRequest, name: str | None) -> HttpResponse:
     await bus.start()
     loop = asyncio.get_running_loop()
     try:
-        if needs_database(request, name):
+        known = inline_collection(request, name)
+        if known is False:
             plan = await loop.run_in_executor(auth_pool(), prepare_stream, request, name)
         else:
-            plan = prepare_stream(request, name, on_pool=False)
+            plan = prepare_stream(request, name, on_pool=False, known=known)
     except StreamRefused as refused:
         return refused.response()
     sub = Subscriber(
