@@ -62,6 +62,14 @@ class StreamHandler(ASGIHandler):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.handle(scope, receive, send)
 
+    async def send_response(self, response: Any, send: Send) -> None:
+        # Event streams go straight to the server, one message per frame; errors as usual.
+        stream_to = getattr(response, "stream_to", None)
+        if stream_to is None:
+            await super().send_response(response, send)
+        else:
+            await stream_to(send)
+
 
 class Application:
     """Routes the stream paths to `StreamHandler`, the rest to Django, and handles lifespan."""

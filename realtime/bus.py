@@ -40,6 +40,7 @@ from realtime.events import (
 logger = logging.getLogger(__name__)
 
 OVERFLOW, MAX_AGE, SHUTDOWN, COLLECTION_GONE = "overflow", "max_age", "shutdown", "collection_deleted"
+UNDECIDED = object()
 
 
 class Backend(Protocol):
@@ -132,6 +133,7 @@ class Subscriber:
         "collection_name",
         "compiled",
         "index_key",
+        "kind",
         "last_write",
         "lenient",
         "opened",
@@ -176,6 +178,9 @@ class Subscriber:
         self.backlog: list[tuple[Event, str, CollectionInfo | None]] | None = None
         self.skip_until: tuple[int, int] | None = None  # newest replayed id: later live copies are dropped
         self.presence: Any = None
+        # Subscribers of one kind see every event alike: dispatch decides once per kind. A string,
+        # so its hash is computed once.
+        self.kind = "\x00".join(map(str, (auth.id, auth.username, staff, self.lenient, repr(query))))
         if collection is not None:
             # A one-collection stream is compiled strictly (errors are 400 before it starts).
             _, query_condition = self.conditions(collection, strict=True)
@@ -456,8 +461,11 @@ class EventBus:
         if event.type in RECORD_TYPES and info is not None:
             index = self.by_collection.get(info.id)
             candidates = index.candidates(event, info) if index else ()
+            decided: dict[str, Any] = {}
             for sub in (*candidates, *self.global_subs):
-                form = sub.form_for(event, info)
+                form = decided.get(sub.kind, UNDECIDED)
+                if form is UNDECIDED:
+                    form = decided[sub.kind] = sub.form_for(event, info)
                 if form is not None:
                     self._deliver(sub, event, form, info, queue_size)
         elif event.type in COLLECTION_TYPES and info is not None:

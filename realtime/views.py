@@ -261,20 +261,36 @@ async def _stream(request: HttpRequest, name: str | None) -> HttpResponse:
         + connected_frame(connected, connected["collection"])
         + b"".join(replay)
     )
-    response = EventStreamResponse(sub, _events(sub, prelude))
-    return response
+    return EventStreamResponse(sub, prelude)
 
 
 class EventStreamResponse(StreamingHttpResponse):
-    """`text/event-stream`, never buffered or compressed; closing it always releases the stream."""
+    """`text/event-stream`, never buffered or compressed; closing it always releases the stream.
 
-    def __init__(self, sub: Subscriber, content: AsyncIterator[bytes]) -> None:
-        super().__init__(content, content_type="text/event-stream")
+    `realtime.asgi.StreamHandler` sends it with `stream_to`, straight to the ASGI server; other
+    handlers iterate it as any streaming response.
+    """
+
+    def __init__(self, sub: Subscriber, prelude: bytes) -> None:
+        super().__init__(_frames(sub, prelude), content_type="text/event-stream")
         self["Cache-Control"] = "no-cache"
         self["X-Accel-Buffering"] = "no"
         self["Content-Encoding"] = "identity"  # compression middleware leaves encoded responses alone
         self.subscriber = sub
+        self.prelude = prelude
         self.loop = asyncio.get_running_loop()
+
+    async def stream_to(self, send: Any) -> None:
+        """Send the headers, then every frame as its own body message, until the stream ends."""
+        headers = [(name.encode("latin1"), value.encode("latin1")) for name, value in self.items()]
+        await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
+        frames = _frames(self.subscriber, self.prelude)
+        try:
+            async for chunk in frames:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            await frames.aclose()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def close(self) -> None:
         # Also runs when the stream never started (the client left first); `end` is idempotent.
@@ -292,7 +308,8 @@ def end_stream(sub: Subscriber) -> None:
         stream_closed.send(sender=Subscriber, subscriber=sub, user_id=user_id, user_name=user_name)
 
 
-async def _events(sub: Subscriber, prelude: bytes) -> AsyncIterator[bytes]:
+async def _frames(sub: Subscriber, prelude: bytes) -> AsyncIterator[bytes]:
+    """The prelude, then the subscriber's frames and pings, until the bus closes the stream."""
     sub.task = asyncio.current_task()
     try:
         chunk = prelude
