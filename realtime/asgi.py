@@ -11,6 +11,7 @@ on asgiref's one shared thread and an idle stream is just a suspended coroutine.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
 import signal
@@ -19,11 +20,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import django
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.urls import set_script_prefix
 from django.utils.module_loading import import_string
 
 from fastcms.logging import install_redaction
+
+ABANDONED = "fastcms: stream abandoned"  # must match realtime.bus.ABANDONED (not imported: no app registry yet)
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +68,41 @@ class StreamHandler(ASGIHandler):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.handle(scope, receive, send)
 
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one stream request: build it, run the middleware and view, send the response.
+
+        Unlike Django's handler it sends no `request_started`/`request_finished` signals: their
+        receivers manage the database connections of the request's thread, and a stream request
+        has no thread and uses no connection (its checks ran on the auth pool). That saves a
+        thread hop per stream opened.
+        """
+        try:
+            body = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error = self.create_request(scope, body)
+        response = error
+        if request is not None:
+            task = asyncio.current_task()
+            watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(receive, task))
+            try:
+                response = await self.get_response_async(request)
+                await self.send_response(response, send)
+            except asyncio.CancelledError as exc:
+                # The client left, or the bus abandoned a stream stuck on a client that does not read.
+                if not (watcher.done() or ABANDONED in exc.args):
+                    raise  # the server is cancelling us
+                if task is not None:
+                    task.uncancel()
+            finally:
+                watcher.cancel()
+        else:
+            await self.send_response(response, send)
+        body.close()
+        if response is not None:
+            await sync_to_async(response.close)()
+
     async def send_response(self, response: Any, send: Send) -> None:
         # Event streams go straight to the server, one message per frame; errors as usual.
         stream_to = getattr(response, "stream_to", None)
@@ -69,6 +110,16 @@ class StreamHandler(ASGIHandler):
             await super().send_response(response, send)
         else:
             await stream_to(send)
+
+
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any] | None) -> None:
+    """Cancel the request's task when the client goes away (a stream would otherwise live on)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if task is not None:
+                task.cancel()
+            return
 
 
 class Application:
@@ -96,6 +147,7 @@ class Application:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
+                    tune_garbage_collector()
                     await self.bus().start()
                     install_shutdown_hook(asyncio.get_running_loop())
                 except Exception as exc:
@@ -109,6 +161,18 @@ class Application:
                 await bus.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def tune_garbage_collector() -> None:
+    """Fewer, cheaper collections for a server holding thousands of long-lived stream objects.
+
+    Measured: with the default thresholds, collections walking the live streams took about a fifth
+    of the time spent opening streams. What exists at startup (modules, settings, URL patterns)
+    never becomes garbage, so it is frozen out of every collection; young objects are collected
+    after 20,000 allocations instead of 700 (reference counting frees almost everything anyway).
+    """
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def begin_shutdown(loop: asyncio.AbstractEventLoop) -> None:

@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 OVERFLOW, MAX_AGE, SHUTDOWN, COLLECTION_GONE = "overflow", "max_age", "shutdown", "collection_deleted"
 UNDECIDED = object()
+ABANDONED = "fastcms: stream abandoned"  # the cancel message the stream handler recognises
 
 
 class Backend(Protocol):
@@ -257,7 +258,7 @@ class Subscriber:
             self.queue.clear()
         if self.sending and self.task is not None and reason == OVERFLOW:
             # Stuck writing to a client that does not read: abandon the response.
-            self.task.cancel()
+            self.task.cancel(ABANDONED)
         self.wake()
 
 
@@ -419,7 +420,7 @@ class EventBus:
         """After the shutdown timeout: cancel streams still stuck writing to their clients."""
         for sub in list(self.subscribers):
             if sub.task is not None and not sub.task.done():
-                sub.task.cancel()
+                sub.task.cancel(ABANDONED)
 
     # --- publishing (any thread) ----------------------------------------------------------------
 
