@@ -1,7 +1,8 @@
 """`python -m bench`: measure FastCMS's SSE delivery against the reference broadcaster (SPEC section 8).
 
-Runs each workload against each target on a fresh uvicorn server, prints one table of ratios
-(fastcms/reference) beside the SPEC targets, and writes `bench/results/<UTC stamp>.json` and
+Prepares every target, then runs each workload against each target on a fresh uvicorn server
+(fan-out and capacity against all targets at once, in rounds alternating between them), prints one table of
+ratios (fastcms/reference) beside the SPEC targets, and writes `bench/results/<UTC stamp>.json` and
 `bench/results/latest.md`. Exit status: 0 when every workload ran, 1 when any failed, 2 on bad usage.
 """
 
@@ -24,7 +25,7 @@ from typing import Any
 from bench import report
 from bench.loadgen import BenchError, raise_fd_limit
 from bench.targets import TARGETS, Target, TargetUnavailable
-from bench.workloads import FULL, QUICK, WORKLOADS, Plan, log
+from bench.workloads import ALTERNATING, FULL, QUICK, WORKLOADS, Plan, log
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -56,33 +57,62 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_target(
-    target: Target, workloads: list[str], plans: dict[str, Plan], workdir: Path, processes: int
-) -> dict[str, Any]:
-    """Every workload against `target`, by name; a failed one is `{"error": ...}`, and so is every later one
-    once the target turns out to be unusable (e.g. its SSE endpoint answers 404)."""
-    results: dict[str, Any] = {}
-    log(f"[{target.name}] preparing")
-    try:
-        target.prepare(workdir)
-    except TargetUnavailable as exc:
-        log(f"[{target.name}] unavailable: {exc}")
-        return {w: {"error": str(exc)} for w in workloads}
-    for index, workload in enumerate(workloads):
-        log(f"[{target.name}] {workload}: {asdict(plans[workload])}")
-        started = time.monotonic()
+def prepare(targets: list[Target], workdir: Path) -> dict[str, str]:
+    """Prepare every target; return the unusable ones' errors by name."""
+    unavailable: dict[str, str] = {}
+    for target in targets:
+        log(f"[{target.name}] preparing")
         try:
-            results[workload] = WORKLOADS[workload](target, plans[workload], workdir, processes)
+            target.prepare(workdir)
         except TargetUnavailable as exc:
             log(f"[{target.name}] unavailable: {exc}")
-            results.update({w: {"error": str(exc)} for w in workloads[index:]})
-            break
-        except BenchError as exc:
-            log(f"[{target.name}] {workload} failed: {exc}")
-            results[workload] = {"error": str(exc)}
-        results[workload]["seconds"] = round(time.monotonic() - started, 1)
-        log(f"[{target.name}] {workload}: done in {results[workload]['seconds']} s")
-    return results
+            unavailable[target.name] = str(exc)
+    return unavailable
+
+
+def run_workload(
+    workload: str, targets: list[Target], plan: Plan, workdir: Path, processes: int, unavailable: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """`workload` against every target, by target name; a failed run is `{"error": ...}`.
+
+    A target that turns out to be unusable (TargetUnavailable, e.g. its SSE endpoint answers 404)
+    is added to `unavailable` and gets that error for this and every later workload. An ALTERNATING
+    workload runs once with all usable targets; `seconds` is then its whole duration for each.
+    """
+    results: dict[str, dict[str, Any]] = {
+        t.name: {"error": unavailable[t.name]} for t in targets if t.name in unavailable
+    }
+    live = [t for t in targets if t.name not in unavailable]
+
+    def record(target: Target, outcome: dict[str, Any] | BenchError, started: float) -> None:
+        if isinstance(outcome, TargetUnavailable):
+            log(f"[{target.name}] unavailable: {outcome}")
+            unavailable[target.name] = str(outcome)
+            results[target.name] = {"error": str(outcome)}
+            return
+        if isinstance(outcome, BenchError):
+            log(f"[{target.name}] {workload} failed: {outcome}")
+            outcome = {"error": str(outcome)}
+        outcome["seconds"] = round(time.monotonic() - started, 1)
+        log(f"[{target.name}] {workload}: done in {outcome['seconds']} s")
+        results[target.name] = outcome
+
+    if workload in ALTERNATING and live:
+        log(f"[{' + '.join(t.name for t in live)}] {workload}: {asdict(plan)}")
+        started = time.monotonic()
+        outcomes = WORKLOADS[workload](live, plan, workdir, processes)
+        for target in live:
+            record(target, outcomes[target.name], started)
+    else:
+        for target in live:
+            log(f"[{target.name}] {workload}: {asdict(plan)}")
+            started = time.monotonic()
+            try:
+                outcome = WORKLOADS[workload](target, plan, workdir, processes)
+            except BenchError as exc:
+                outcome = exc
+            record(target, outcome, started)
+    return {t.name: results[t.name] for t in targets}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,10 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="fastcms-bench-"))
-    results: dict[str, Any] = {}
+    targets = [TARGETS[name]() for name in args.targets]
+    results: dict[str, Any] = {target.name: {} for target in targets}
     try:
-        for name in args.targets:
-            results[name] = run_target(TARGETS[name](), args.workloads, plans, workdir, args.processes)
+        unavailable = prepare(targets, workdir)
+        for workload in args.workloads:
+            outcome = run_workload(workload, targets, plans[workload], workdir, args.processes, unavailable)
+            for name, metrics in outcome.items():
+                results[name][workload] = metrics
     finally:
         if args.keep:
             log(f"kept {workdir}")
@@ -120,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
         },
         "results": results,
+        "comparison": report.comparison(results),
     }
     rows = report.build_rows(results)
     json_path, md_path = report.write(data, rows, args.results, started.strftime("%Y%m%dT%H%M%SZ"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,63 @@ def _delivered(metrics: dict[str, Any], key: str = "delivery") -> str:
     return f"{d['delivered']}/{d['expected']} ({d['delivered_pct']:g}%)"
 
 
+def fanout_ratios(results: Results) -> dict[str, Any] | None:
+    """The fan-out p99 of fastcms over the reference's: per round (round i against round i, which ran
+    back to back), their median (the verdict's figure) and pooled over all rounds; None unless both ran."""
+    ours = _get(results, PRODUCT, "fanout", "rounds")
+    theirs = _get(results, REFERENCE, "fanout", "rounds")
+    if not ours or not theirs:
+        return None
+    by_round: list[float | None] = []
+    for mine, base in zip(ours, theirs, strict=False):
+        ratio = _ratio(mine["latency_ms"]["p99"], base["latency_ms"]["p99"]) if mine["delivered"] else None
+        by_round.append(None if ratio is None else round(ratio, 3))
+    valid = [r for r in by_round if r is not None]
+    pooled = _ratio(
+        _get(results, PRODUCT, "fanout", "delivery", "latency_ms", "p99"),
+        _get(results, REFERENCE, "fanout", "delivery", "latency_ms", "p99"),
+    )
+    return {
+        "p99_ratio_by_round": by_round,
+        "p99_ratio_median": round(statistics.median(valid), 3) if valid else None,
+        "p99_ratio_pooled": None if pooled is None else round(pooled, 3),
+    }
+
+
+def capacity_ratios(results: Results) -> dict[str, Any] | None:
+    """The capacity connect time of fastcms over the reference's: per round (round i against round i, which
+    ran back to back), their median (the verdict's figure) and pooled (total over total); None unless both ran."""
+    ours = _get(results, PRODUCT, "capacity", "rounds")
+    theirs = _get(results, REFERENCE, "capacity", "rounds")
+    if not ours or not theirs:
+        return None
+    by_round: list[float | None] = []
+    for mine, base in zip(ours, theirs, strict=False):
+        ratio = _ratio(mine["connect"]["seconds"], base["connect"]["seconds"])
+        by_round.append(None if ratio is None else round(ratio, 3))
+    valid = [r for r in by_round if r is not None]
+    pooled = _ratio(
+        _get(results, PRODUCT, "capacity", "connect", "seconds_pooled"),
+        _get(results, REFERENCE, "capacity", "connect", "seconds_pooled"),
+    )
+    return {
+        "connect_ratio_by_round": by_round,
+        "connect_ratio_median": round(statistics.median(valid), 3) if valid else None,
+        "connect_ratio_pooled": None if pooled is None else round(pooled, 3),
+    }
+
+
+def comparison(results: Results) -> dict[str, Any]:
+    """Figures that compare the targets and belong to neither (for the JSON): the fan-out p99 ratios and the
+    capacity connect-time ratios."""
+    found = {"fanout": fanout_ratios(results), "capacity": capacity_ratios(results)}
+    return {workload: figures for workload, figures in found.items() if figures is not None}
+
+
+def _times(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
 def build_rows(results: Results) -> list[Row]:
     """The table rows for the workloads present in `results`."""
     rows: list[Row] = []
@@ -67,7 +125,7 @@ def build_rows(results: Results) -> list[Row]:
         metric: str,
         target: str,
         fmt: Callable[[dict[str, Any]], str],
-        ratio: float | None,
+        ratio: float | str | None,
         ok: bool | None,
         timed: bool = False,
     ) -> None:
@@ -80,7 +138,7 @@ def build_rows(results: Results) -> list[Row]:
                 target,
                 _cell(results, REFERENCE, workload, fmt),
                 _cell(results, PRODUCT, workload, fmt),
-                "-" if ratio is None else f"{ratio:.2f}x",
+                ratio if isinstance(ratio, str) else _times(ratio),
                 verdict,
             )
         )
@@ -97,62 +155,97 @@ def build_rows(results: Results) -> list[Row]:
 
     if "fanout" in present:
         name = "fanout"
-        add("fanout", f"{name}: delivered", "100%", _delivered, None, full_delivery("fanout"))
+        add("fanout", f"{name}: delivered, all rounds", "100%", _delivered, None, full_delivery("fanout"))
         add(
             "fanout",
-            f"{name}: duplicates / out of order",
+            f"{name}: duplicates / out of order, all rounds",
             "0 / 0",
             lambda m: f"{m['delivery']['duplicates']} / {m['delivery']['out_of_order']}",
             None,
             None,
         )
         for pct in ("p50", "p95", "p99", "max"):
-            ratio = _ratio(
-                _get(results, PRODUCT, "fanout", "delivery", "latency_ms", pct),
-                _get(results, REFERENCE, "fanout", "delivery", "latency_ms", pct),
-            )
             add(
                 "fanout",
-                f"{name}: latency {pct} (ms)",
-                "<= 1.5x reference" if pct == "p99" else "",
+                f"{name}: latency {pct}, pooled over rounds (ms)",
+                "",
                 lambda m, pct=pct: f"{m['delivery']['latency_ms'][pct]:.1f}",
-                ratio,
-                (ratio <= 1.5 if ratio is not None else None) if pct == "p99" else None,
-                timed=True,
+                _ratio(
+                    _get(results, PRODUCT, "fanout", "delivery", "latency_ms", pct),
+                    _get(results, REFERENCE, "fanout", "delivery", "latency_ms", pct),
+                ),
+                None,
             )
+        fan = fanout_ratios(results)
+        add(
+            "fanout",
+            f"{name}: latency p99 by round (ms)",
+            "",
+            lambda m: " / ".join(f"{r['latency_ms']['p99']:.1f}" for r in m["rounds"]),
+            None if fan is None else " / ".join(_times(r) for r in fan["p99_ratio_by_round"]),
+            None,
+        )
+        median = None if fan is None else fan["p99_ratio_median"]
+        add(
+            "fanout",
+            f"{name}: latency p99, median of per-round ratios",
+            "<= 1.5x reference",
+            lambda m: f"{len(m['rounds'])} rounds",
+            None if fan is None else f"{_times(median)} (pooled {_times(fan['p99_ratio_pooled'])})",
+            None if median is None else median <= 1.5,
+            timed=True,
+        )
     if "capacity" in present:
         name = "capacity"
-        ratio = _ratio(
-            _get(results, PRODUCT, "capacity", "connect", "seconds"),
-            _get(results, REFERENCE, "capacity", "connect", "seconds"),
-        )
+        cap = capacity_ratios(results)
         add(
             "capacity",
-            f"{name}: time to connect all (s)",
+            f"{name}: time to connect all, by round (s)",
+            "",
+            lambda m: " / ".join(f"{r['connect']['seconds']:.2f}" for r in m["rounds"]),
+            None if cap is None else " / ".join(_times(r) for r in cap["connect_ratio_by_round"]),
+            None,
+        )
+        median = None if cap is None else cap["connect_ratio_median"]
+        add(
+            "capacity",
+            f"{name}: time to connect all, median of per-round ratios",
             "<= 2x reference",
-            lambda m: f"{m['connect']['seconds']:.2f} ({m['connect']['per_second']:.0f}/s)",
-            ratio,
-            None if ratio is None else ratio <= 2.0,
+            lambda m: f"{m['connect']['seconds_median']:.2f} s median ({m['connect']['per_second_median']:.0f}/s)",
+            None if cap is None else f"{_times(median)} (pooled {_times(cap['connect_ratio_pooled'])})",
+            None if median is None else median <= 2.0,
             timed=True,
         )
         kb = _get(results, PRODUCT, "capacity", "server", "kb_per_connection")
         add(
             "capacity",
-            f"{name}: server memory per idle connection (KB)",
+            f"{name}: server memory per idle connection, median (by round) (KB)",
             "<= 30 KB",
-            lambda m: f"{m['server']['kb_per_connection']:.1f}",
+            lambda m: (
+                f"{m['server']['kb_per_connection']:.1f} ("
+                + " / ".join(f"{r['server']['kb_per_connection']:.1f}" for r in m["rounds"])
+                + ")"
+            ),
             _ratio(kb, _get(results, REFERENCE, "capacity", "server", "kb_per_connection")),
             None if kb is None else kb <= 30,
         )
         add(
             "capacity",
-            f"{name}: server threads before -> after",
+            f"{name}: server threads before -> after, median of rounds",
             "",
-            lambda m: f"{m['server']['threads_before']} -> {m['server']['threads_after']}",
+            lambda m: f"{m['server']['threads_before']:g} -> {m['server']['threads_after']:g}",
             None,
             None,
         )
-        add("capacity", f"{name}: delivered", "100%", _delivered, None, full_delivery("capacity"))
+        add("capacity", f"{name}: delivered, all rounds", "100%", _delivered, None, full_delivery("capacity"))
+        add(
+            "capacity",
+            f"{name}: connections the server still held after the subscribers closed them, by round",
+            "0",
+            lambda m: " / ".join(str(r["server_connections_left"]) for r in m["rounds"]),
+            None,
+            None,
+        )
     if "selectivity" in present:
         name = "selectivity"
         for phase, label in (("alone", "alone, pooled"), ("with_extras", "with the extras, pooled")):
@@ -214,6 +307,15 @@ def build_rows(results: Results) -> list[Row]:
             None,
             None,
         )
+        if workload in ("fanout", "capacity"):
+            add(
+                workload,
+                f"{workload}: CPU used by other processes / stolen, by round (% of a core)",
+                "",
+                lambda m: ", ".join("{other:.0f} / {steal:.0f}".format(**r["background_cpu"]) for r in m["rounds"]),
+                None,
+                None,
+            )
     return rows
 
 
@@ -221,7 +323,7 @@ def warnings(results: Results) -> list[str]:
     """Runs disturbed by other processes on the machine."""
     return [
         f"{target}/{workload}: other processes used {m['background_cpu']['other']:.0f}% of a core and the "
-        f"hypervisor stole {m['background_cpu']['steal']:.0f}% during the run: its latencies are noisier than usual"
+        f"hypervisor stole {m['background_cpu']['steal']:.0f}% during the run: its timings are noisier than usual"
         for target, per_target in results.items()
         for workload, m in per_target.items()
         if "background_cpu" in m and sum(m["background_cpu"].values()) > BACKGROUND_WARN
@@ -231,10 +333,12 @@ def warnings(results: Results) -> list[str]:
 def describe(plans: dict[str, dict[str, Any]]) -> list[str]:
     """One line per workload saying its sizes."""
     text = {
-        "fanout": "{subscribers} subscribers, {events} events {interval_ms:g} ms apart, latency from publish request "
-        "to receipt",
-        "capacity": "{subscribers} idle subscribers (memory and threads read after they all got `connected`), "
-        "then {events} events",
+        "fanout": "{subscribers} subscribers per target, {rounds} rounds of {events} events {interval_ms:g} ms apart "
+        "alternating between the targets (each keeps its server and subscribers), latency from publish request to "
+        "receipt; verdict on the median of per-round p99 ratios",
+        "capacity": "{subscribers} idle subscribers per target, {rounds} rounds alternating between the targets "
+        "(fresh servers every round; memory and threads read after all got `connected`, then {events} events, then "
+        "they disconnect); verdict on the median of per-round connect-time ratios",
         "selectivity": "{subscribers} matching subscribers, {events} events {interval_ms:g} ms apart alone, then "
         "again beside {extras} non-matching ones; {rounds} rounds",
     }

@@ -18,6 +18,7 @@ from bench.loadgen import BenchError, die_with_parent
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
+TCP_HELD = frozenset({"01", "08"})  # /proc/net/tcp states ESTABLISHED and CLOSE_WAIT
 
 
 def free_port(host: str = HOST) -> int:
@@ -52,6 +53,30 @@ def machine_cpu_seconds() -> tuple[float, float]:
     )
     tick = os.sysconf("SC_CLK_TCK")
     return (user + nice + system) / tick, steal / tick
+
+
+def _tcp_address(ip: str, port: int | None = None) -> str:
+    """An address as /proc/net/tcp writes it: the IPv4 address as a host-order u32 in hex, then `:PORT` in hex."""
+    text = f"{int.from_bytes(socket.inet_aton(ip), sys.byteorder):08X}"
+    return text if port is None else f"{text}:{port:04X}"
+
+
+def held_connections(port: int, host: str = HOST, exclude_peer: str = HOST) -> int:
+    """TCP connections to `host:port` that the server has not closed yet, from /proc/net/tcp.
+
+    Counts the server side of each connection while it is ESTABLISHED or CLOSE_WAIT (the client
+    closed, the server did not yet); once the server closes its socket the entry leaves those
+    states. Connections from `exclude_peer` (the publisher, the readiness probe) are not counted.
+    """
+    local, peer = _tcp_address(host, port), _tcp_address(exclude_peer) + ":"
+    held = 0
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            _, here, there, state, _ = line.split(None, 4)
+            if here == local and state in TCP_HELD and not there.startswith(peer):
+                held += 1
+    return held
 
 
 def process_stats(pid: int) -> ProcessStats:
@@ -103,6 +128,11 @@ class ServerProcess:
         """CPU time the server has used so far."""
         self.check_alive()
         return cpu_seconds(self.pid)
+
+    def held_connections(self) -> int:
+        """Client connections (not from HOST itself) the server still holds open: see `held_connections`."""
+        self.check_alive()
+        return held_connections(self.port)
 
     def check_alive(self) -> None:
         """BenchError (with the log tail) when the server has exited."""

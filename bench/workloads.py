@@ -1,4 +1,9 @@
-"""The three workloads of SPEC section 8 (fan-out, capacity, selectivity), each on a fresh server.
+"""The three workloads of SPEC section 8 (fan-out, capacity, selectivity), each on fresh servers.
+
+Selectivity runs against one target at a time. Fan-out and capacity run against every target at
+once (ALTERNATING) in rounds that alternate between the targets (only one target is measured at a
+time), so a burst of background load lands on both alike: fan-out keeps each target's server and
+subscribers across its rounds, capacity starts fresh servers for every round.
 
 A delivery's latency is its receipt time (`time.time()` in the client worker when the bytes
 arrived) minus the publisher's `time.time()` taken just before it sent the publish request: one
@@ -31,6 +36,7 @@ DRAIN_TIMEOUT = 30.0  # seconds to wait for the last deliveries after the last p
 QUIET_CPU = 0.02  # the server is idle when it used at most this share of a CPU over QUIET_WINDOW
 QUIET_WINDOW = 0.5
 QUIET_TIMEOUT = 60.0
+CLOSE_TIMEOUT = 30.0  # seconds the server gets to close its side of connections the client closed
 MIN_ROUNDS = 3
 
 
@@ -43,18 +49,18 @@ class Plan:
     interval: float  # seconds between publishes
     extras: int = 0
     settle: float = 1.0  # least seconds of idling before reading the server's memory or publishing
-    rounds: int = 1  # selectivity: alone/crowded pairs, so background noise hits both alike
+    rounds: int = 1  # selectivity: alone/crowded pairs; fanout, capacity: rounds per target, alternating targets
     budget: float = 0.0  # selectivity: seconds after which no new round starts once MIN_ROUNDS are done (0: none)
 
 
 FULL: dict[str, Plan] = {
-    "fanout": Plan(subscribers=1000, events=50, interval=0.1),
-    "capacity": Plan(subscribers=5000, events=3, interval=0.25, settle=2.0),
+    "fanout": Plan(subscribers=1000, events=30, interval=0.1, rounds=3),
+    "capacity": Plan(subscribers=5000, events=3, interval=0.25, settle=2.0, rounds=3),
     "selectivity": Plan(subscribers=10, events=400, interval=0.01, extras=5000, rounds=5, budget=180.0),
 }
 QUICK: dict[str, Plan] = {
-    "fanout": Plan(subscribers=50, events=10, interval=0.05, settle=0.5),
-    "capacity": Plan(subscribers=200, events=3, interval=0.1, settle=0.5),
+    "fanout": Plan(subscribers=50, events=5, interval=0.05, settle=0.5, rounds=2),
+    "capacity": Plan(subscribers=200, events=3, interval=0.1, settle=0.5, rounds=2),
     "selectivity": Plan(subscribers=10, events=20, interval=0.02, extras=200, settle=0.5, rounds=2),
 }
 
@@ -139,6 +145,47 @@ def memory_stats(before: ProcessStats, after: ProcessStats, connections: int) ->
     }
 
 
+@dataclass
+class CpuWindow:
+    """CPU seconds used by processes other than the bench's (`other`) and stolen by the hypervisor (`steal`)
+    over `elapsed` wall seconds; windows add up, so rounds can be pooled."""
+
+    elapsed: float = 0.0
+    other: float = 0.0
+    steal: float = 0.0
+
+    def __add__(self, more: CpuWindow) -> CpuWindow:
+        return CpuWindow(self.elapsed + more.elapsed, self.other + more.other, self.steal + more.steal)
+
+    def percent(self) -> dict[str, float]:
+        """`other` and `steal` as % of one CPU (what the report shows and warns about above BACKGROUND_WARN)."""
+        if self.elapsed <= 0:
+            return {"other": 0.0, "steal": 0.0}
+        return {
+            "other": round(max(self.other, 0.0) / self.elapsed * 100, 1),
+            "steal": round(max(self.steal, 0.0) / self.elapsed * 100, 1),
+        }
+
+
+class CpuMeter:
+    """Measures a CpuWindow from its creation; `pids` lists the bench's own processes besides this one."""
+
+    def __init__(self, pids: Callable[[], Iterable[int]]) -> None:
+        self._pids = pids
+        self._start = self._read()
+
+    def _read(self) -> tuple[float, float, float, float]:
+        times = os.times()
+        ours = times.user + times.system + sum(cpu_seconds(pid) for pid in self._pids())
+        return (time.monotonic(), *machine_cpu_seconds(), ours)
+
+    def window(self) -> CpuWindow:
+        """Since the meter was created."""
+        started, machine, steal, ours = self._start
+        now, machine_now, steal_now, ours_now = self._read()
+        return CpuWindow(now - started, (machine_now - machine) - (ours_now - ours), steal_now - steal)
+
+
 class Session:
     """A fresh server for `target`, a client pool and a publisher; warmed up on entry, all stopped on exit.
 
@@ -171,13 +218,17 @@ class Session:
             self.publish(range(-WARMUP_EVENTS, 0), 0.05, "all", {"warmup": 1})
             self.wait()
             self.publish_seconds.clear()
-            self._cpu_start = (time.monotonic(), machine_cpu_seconds(), self._our_cpu_seconds())
+            self._meter = CpuMeter(self.pids)
         except BaseException:
             self._stack.close()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def close(self) -> None:
+        """Stop the publisher, the client workers and the server (what leaving the `with` does); idempotent."""
         self._stack.close()
 
     def connect(self, group: str, paths: list[str], workers: list[int] | None = None) -> ConnectResult:
@@ -230,13 +281,27 @@ class Session:
                 return False
             time.sleep(0.1)
 
+    def wait_closed(self, held: int, timeout: float = CLOSE_TIMEOUT) -> int:
+        """After the client closed subscribers, wait until the server holds at most `held` client connections.
+
+        Returns how many more it still held when `timeout` passed (0: it closed its side of them all).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            extra = self.server.held_connections() - held
+            if extra <= 0:
+                return 0
+            if time.monotonic() > deadline:
+                return extra
+            time.sleep(0.1)
+
     def stats(self) -> ProcessStats:
         """The server's memory and threads now."""
         return self.server.stats()
 
-    def _our_cpu_seconds(self) -> float:
-        times = os.times()
-        return times.user + times.system + sum(cpu_seconds(pid) for pid in [self.server.pid, *self.pool.pids])
+    def pids(self) -> list[int]:
+        """The server's and the client workers' process ids."""
+        return [self.server.pid, *self.pool.pids]
 
     def background_cpu(self) -> dict[str, float]:
         """Share of one CPU (in %) used since the warm-up by processes other than the bench's (`other`)
@@ -244,16 +309,7 @@ class Session:
 
         Ratios stay fair when they are high, but noise grows: the report warns above BACKGROUND_WARN.
         """
-        started, (machine, steal), ours = self._cpu_start
-        elapsed = time.monotonic() - started
-        machine_now, steal_now = machine_cpu_seconds()
-        other = (machine_now - machine) - (self._our_cpu_seconds() - ours)
-        if elapsed <= 0:
-            return {"other": 0.0, "steal": 0.0}
-        return {
-            "other": round(max(other, 0.0) / elapsed * 100, 1),
-            "steal": round((steal_now - steal) / elapsed * 100, 1),
-        }
+        return self._meter.window().percent()
 
     def quiesce(self, least: float) -> float:
         """Sleep `least` seconds, then until the server is idle (at most QUIET_TIMEOUT); return the seconds waited.
@@ -271,36 +327,276 @@ class Session:
             before = now
 
 
-def _broadcast(target: Target, plan: Plan, workdir: Path, processes: int, label: str) -> dict[str, Any]:
-    """Open `plan.subscribers` streams that all receive every event, then publish `plan.events`."""
-    with Session(target, workdir, processes, label) as session:
+class _FanoutSide:
+    """One target's part of the fan-out workload: its session (server, clients, subscribers) and its rounds."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.session: Session | None = None
+        self.rounds: list[tuple[dict[int, float], CpuWindow]] = []  # per round: seq -> send time, background CPU
+        self._stack = contextlib.ExitStack()
+
+    def open(self, plan: Plan, workdir: Path, processes: int) -> None:
+        """Start the server and connect `plan.subscribers` fan-out streams; memory before and after."""
+        self.session = session = self._stack.enter_context(Session(self.target, workdir, processes, "fanout"))
         session.quiesce(0)
-        before = session.stats()
-        connected = session.connect("sub", [target.fanout_path()] * plan.subscribers)
-        log(f"  {connected.connected} subscribers connected in {connected.seconds:.2f} s")
+        self.before = session.stats()
+        self.connected = session.connect("sub", [self.target.fanout_path()] * plan.subscribers)
+        connected = self.connected
+        log(f"  [{self.target.name}] {connected.connected} subscribers connected in {connected.seconds:.2f} s")
         session.quiesce(plan.settle)
-        after = session.stats()
-        sent = session.publish(range(plan.events), plan.interval, "all", {"sub": plan.subscribers, "warmup": 1})
-        session.wait()
-        results = session.pool.collect()
+        self.after = session.stats()
+
+    def pids(self) -> list[int]:
+        return self.session.pids() if self.session is not None else []
+
+    def quiesce(self, least: float) -> None:
+        """Session.quiesce: wait until this target's server is idle."""
+        assert self.session is not None
+        self.session.quiesce(least)
+
+    def publish_round(self, plan: Plan, pids: Callable[[], Iterable[int]]) -> CpuWindow:
+        """Publish the next `plan.events` events (seqs continue across rounds) and wait for their deliveries."""
+        assert self.session is not None
+        first = len(self.rounds) * plan.events
+        meter = CpuMeter(pids)
+        sent = self.session.publish(
+            range(first, first + plan.events), plan.interval, "all", {"sub": plan.subscribers, "warmup": 1}
+        )
+        self.session.wait()
+        window = meter.window()
+        self.rounds.append((sent, window))
+        return window
+
+    def result(self, plan: Plan) -> dict[str, Any]:
+        """Pooled delivery over every round, and each round's latency and background CPU."""
+        assert self.session is not None
+        results = self.session.pool.collect()
+        rounds = []
+        for number, (sent, window) in enumerate(self.rounds, 1):
+            stats = delivery_stats(results, "sub", sent)
+            rounds.append(
+                {
+                    "round": number,
+                    "delivered": stats["delivered"],
+                    "expected": stats["expected"],
+                    "latency_ms": stats["latency_ms"],
+                    "background_cpu": window.percent(),
+                }
+            )
+        everything = {seq: at for sent, _ in self.rounds for seq, at in sent.items()}
         return {
             "plan": asdict(plan),
-            "connect": connect_stats(connected),
-            "server": memory_stats(before, after, connected.connected),
-            "delivery": delivery_stats(results, "sub", sent),
-            "publish_request_ms": summary_ms(session.publish_seconds),
-            "background_cpu": session.background_cpu(),
+            "connect": connect_stats(self.connected),
+            "server": memory_stats(self.before, self.after, self.connected.connected),
+            "delivery": delivery_stats(results, "sub", everything),
+            "rounds": rounds,
+            "publish_request_ms": summary_ms(self.session.publish_seconds),
+            "background_cpu": sum((window for _, window in self.rounds), CpuWindow()).percent(),
         }
 
-
-def fanout(target: Target, plan: Plan, workdir: Path, processes: int) -> dict[str, Any]:
-    """N subscribers, M events published through the target's publish endpoint: latency and delivery."""
-    return _broadcast(target, plan, workdir, processes, "fanout")
+    def close(self) -> None:
+        self._stack.close()
 
 
-def capacity(target: Target, plan: Plan, workdir: Path, processes: int) -> dict[str, Any]:
-    """N idle subscribers: connect time, memory per connection, threads; then a few events to prove they live."""
-    return _broadcast(target, plan, workdir, processes, "capacity")
+def fanout(targets: list[Target], plan: Plan, workdir: Path, processes: int) -> dict[str, dict[str, Any] | BenchError]:
+    """N subscribers per target; R rounds of M events, alternating between the targets: latency and delivery.
+
+    Every target gets its own server and subscribers, all started first and kept across rounds; then
+    round 1 of each target in turn, round 2 of each, and so on, so only one target's subscribers
+    receive at a time (the others idle, connected) and a burst of background load hits both
+    targets' rounds alike. Before each round every server is let go idle. The report compares
+    targets round by round (median of per-round p99 ratios) and pooled. A target that fails drops
+    out with its error (its processes stopped at once); the others go on. Returns, per target
+    name, its metrics or its error.
+    """
+    outcome: dict[str, dict[str, Any] | BenchError] = {}
+    sides: list[_FanoutSide] = []
+
+    def drop(side: _FanoutSide, exc: BenchError) -> None:
+        log(f"  [{side.target.name}] fanout failed, dropping out after {len(side.rounds)} rounds: {exc}")
+        outcome[side.target.name] = exc
+        sides.remove(side)
+        side.close()
+
+    def pids() -> list[int]:
+        return [pid for side in sides for pid in side.pids()]
+
+    try:
+        for target in targets:
+            side = _FanoutSide(target)
+            sides.append(side)
+            try:
+                side.open(plan, workdir, processes)
+            except BenchError as exc:
+                drop(side, exc)
+        for number in range(1, plan.rounds + 1):
+            for side in list(sides):
+                for other in [s for s in sides if s is not side]:
+                    try:
+                        other.quiesce(0)
+                    except BenchError as exc:
+                        drop(other, exc)
+                try:
+                    side.quiesce(plan.settle)
+                    window = side.publish_round(plan, pids).percent()
+                except BenchError as exc:
+                    drop(side, exc)
+                    continue
+                log(
+                    f"  round {number} [{side.target.name}]: {plan.events} events published, CPU used by others "
+                    f"{window['other']:.0f}%, stolen {window['steal']:.0f}%"
+                )
+        for side in list(sides):
+            try:
+                outcome[side.target.name] = side.result(plan)
+            except BenchError as exc:
+                outcome[side.target.name] = exc
+    finally:
+        for side in sides:
+            side.close()
+    return {target.name: outcome[target.name] for target in targets}
+
+
+def _capacity_round(
+    session: Session, plan: Plan, pids: Callable[[], Iterable[int]]
+) -> tuple[dict[str, Any], CpuWindow]:
+    """One capacity round on `session`'s fresh server: connect, memory and threads, a few events, disconnect.
+
+    Returns the round's figures and the background CPU during the connect (the timed part). The
+    subscribers are closed at the end and the server must close its side of them too (it may
+    take up to CLOSE_TIMEOUT); any it still holds then are counted in `server_connections_left`.
+    """
+    target = session.target
+    session.quiesce(0)
+    held = session.server.held_connections()  # the warm-up stream
+    before = session.stats()
+    meter = CpuMeter(pids)
+    connected = session.connect("sub", [target.fanout_path()] * plan.subscribers)
+    window = meter.window()
+    session.quiesce(plan.settle)
+    after = session.stats()
+    sent = session.publish(range(plan.events), plan.interval, "all", {"sub": plan.subscribers, "warmup": 1})
+    session.wait()
+    delivery = delivery_stats(session.pool.collect(), "sub", sent)
+    session.pool.close_group("sub")
+    left = session.wait_closed(held)
+    return {
+        "connect": connect_stats(connected),
+        "server": memory_stats(before, after, connected.connected),
+        "delivery": delivery,
+        "server_connections_left": left,
+        "publish_request_ms": summary_ms(session.publish_seconds),
+        "background_cpu": window.percent(),
+    }, window
+
+
+def _capacity_result(plan: Plan, rounds: list[dict[str, Any]], windows: list[CpuWindow]) -> dict[str, Any]:
+    """One target's capacity figures: its rounds, and medians (memory, threads, connect time) and totals over them."""
+    median = statistics.median
+    seconds = [r["connect"]["seconds"] for r in rounds]
+    connected = sum(r["connect"]["connected"] for r in rounds)
+    servers = [r["server"] for r in rounds]
+    counts = ("subscribers", "expected", "delivered", "duplicates", "out_of_order", "ended_early")
+    delivery: dict[str, Any] = {key: sum(r["delivery"][key] for r in rounds) for key in counts}
+    expected = delivery["expected"]
+    delivery["delivered_pct"] = round(100 * delivery["delivered"] / expected, 3) if expected else 100.0
+    return {
+        "plan": asdict(plan),
+        "rounds": [{"round": number, **entry} for number, entry in enumerate(rounds, 1)],
+        "connect": {
+            "rounds": len(rounds),
+            "connected": connected,
+            "seconds_median": round(median(seconds), 3),
+            "seconds_pooled": round(sum(seconds), 3),
+            "per_second_median": round(median(r["connect"]["per_second"] for r in rounds), 1),
+        },
+        "server": {
+            "kb_per_connection": round(median(s["kb_per_connection"] for s in servers), 2),
+            # whole numbers: the median round's (the lower middle one of an even count)
+            **{
+                key: statistics.median_low(s[key] for s in servers)
+                for key in ("rss_before_kb", "rss_after_kb", "threads_before", "threads_after")
+            },
+        },
+        "server_connections_left": sum(r["server_connections_left"] for r in rounds),
+        "delivery": delivery,
+        "background_cpu": sum(windows, CpuWindow()).percent(),
+    }
+
+
+def capacity(
+    targets: list[Target], plan: Plan, workdir: Path, processes: int
+) -> dict[str, dict[str, Any] | BenchError]:
+    """N idle subscribers per target and round: connect time, memory per connection, threads; a few events.
+
+    R rounds, alternating between the targets: each round starts a fresh server (and client pool)
+    for every target, then each target in turn, while the others sit idle, connects its N
+    subscribers, has its memory and threads read once its server is idle, gets `plan.events`
+    events, and closes them again (its server must close them too) before the next one starts.
+    The servers are stopped at the end of the round. Fresh servers, because memory freed by the
+    last round's disconnects stays in the process and would be reused by the next round's
+    connections (measured: 24 KB per connection in round 1, -0.1 in round 2 on the same server).
+    The report compares connect times round by round (median of per-round ratios) and pooled.
+    A target that fails drops out with its error; the others go on. Returns, per target name,
+    its metrics or its error.
+    """
+    outcome: dict[str, dict[str, Any] | BenchError] = {}
+    live = list(targets)
+    rounds: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
+    windows: dict[str, list[CpuWindow]] = {t.name: [] for t in targets}
+    sessions: dict[str, Session] = {}  # this round's, by target name
+
+    def drop(target: Target, exc: BenchError) -> None:
+        log(f"  [{target.name}] capacity failed, dropping out after {len(rounds[target.name])} rounds: {exc}")
+        outcome[target.name] = exc
+        live.remove(target)
+        session = sessions.pop(target.name, None)
+        if session is not None:
+            session.close()
+
+    def pids() -> list[int]:
+        return [pid for session in sessions.values() for pid in session.pids()]
+
+    for number in range(1, plan.rounds + 1):
+        try:
+            for target in list(live):
+                try:
+                    sessions[target.name] = Session(target, workdir, processes, "capacity").__enter__()
+                except BenchError as exc:
+                    drop(target, exc)
+            for target in list(live):
+                if target not in live:
+                    continue  # dropped this round while another target was being measured
+                for other in [t for t in live if t is not target]:
+                    try:
+                        sessions[other.name].quiesce(0)
+                    except BenchError as exc:
+                        drop(other, exc)
+                try:
+                    entry, window = _capacity_round(sessions[target.name], plan, pids)
+                except BenchError as exc:
+                    drop(target, exc)
+                    continue
+                rounds[target.name].append(entry)
+                windows[target.name].append(window)
+                cpu, connect = entry["background_cpu"], entry["connect"]
+                log(
+                    f"  round {number} [{target.name}]: {connect['connected']} subscribers connected in "
+                    f"{connect['seconds']:.2f} s ({entry['server']['kb_per_connection']:.1f} KB each), "
+                    f"CPU used by others {cpu['other']:.0f}%, stolen {cpu['steal']:.0f}%"
+                )
+                if entry["server_connections_left"]:
+                    log(
+                        f"  [{target.name}] the server still held {entry['server_connections_left']} connections "
+                        f"{CLOSE_TIMEOUT:.0f} s after the subscribers closed them"
+                    )
+        finally:
+            while sessions:
+                sessions.popitem()[1].close()
+    for target in live:
+        outcome[target.name] = _capacity_result(plan, rounds[target.name], windows[target.name])
+    return {target.name: outcome[target.name] for target in targets}
 
 
 def selectivity(target: Target, plan: Plan, workdir: Path, processes: int) -> dict[str, Any]:
@@ -389,8 +685,11 @@ def selectivity(target: Target, plan: Plan, workdir: Path, processes: int) -> di
         }
 
 
-WORKLOADS: dict[str, Callable[[Target, Plan, Path, int], dict[str, Any]]] = {
+# A workload takes one target and returns its metrics; an ALTERNATING one takes every target at once
+# and returns, per target name, its metrics or the BenchError that stopped it.
+WORKLOADS: dict[str, Callable[..., Any]] = {
     "fanout": fanout,
     "capacity": capacity,
     "selectivity": selectivity,
 }
+ALTERNATING = frozenset({"fanout", "capacity"})

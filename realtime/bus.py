@@ -388,6 +388,8 @@ class EventBus:
         self.per_client: Counter[str] = Counter()
         self.closing = False
         self.tasks: list[asyncio.Task[Any]] = []
+        self.tick = 1.0
+        self.wheel: dict[int, list[Subscriber]] = {}  # tick number -> streams to look at then
         self.on_close: list[Callable[[Subscriber], None]] = []
         backend.attach(self._hand_to_loop)
 
@@ -401,6 +403,7 @@ class EventBus:
         self.loop = loop
         self.closing = False
         await self.backend.start()
+        self.tick = min(1.0, settings.FASTCMS_SSE_HEARTBEAT / 4)
         self.tasks.append(loop.create_task(self._tick(), name="fastcms-bus-ticker"))
 
     async def stop(self) -> None:
@@ -516,6 +519,7 @@ class EventBus:
         """
         self.admit(sub.client_key)
         self.subscribers.add(sub)
+        self._schedule(sub, time.monotonic())
         self.per_client[sub.client_key] += 1
         if sub.collection_id is None:
             self.global_subs.add(sub)
@@ -583,18 +587,37 @@ class EventBus:
 
     # --- heartbeat and maximum age -----------------------------------------------------------------
 
+    def _slot(self, at: float) -> int:
+        return int(at / self.tick) + 1
+
+    def _schedule(self, sub: Subscriber, now: float) -> None:
+        """File `sub` under the tick when it next needs a look (heartbeat or maximum age)."""
+        heartbeat, max_age = settings.FASTCMS_SSE_HEARTBEAT, settings.FASTCMS_SSE_MAX_AGE
+        due = min(max(sub.last_write + heartbeat, now), sub.opened + max_age)
+        self.wheel.setdefault(self._slot(due), []).append(sub)
+
     async def _tick(self) -> None:
+        """Heartbeats and maximum ages, visiting each stream about once per heartbeat period
+        (a timing wheel), not every stream every tick: idle streams cost the loop almost nothing."""
+        last = self._slot(time.monotonic())
         while True:
-            heartbeat = settings.FASTCMS_SSE_HEARTBEAT
-            await asyncio.sleep(min(1.0, heartbeat / 4))
+            await asyncio.sleep(self.tick)
             now = time.monotonic()
-            max_age = settings.FASTCMS_SSE_MAX_AGE
-            for sub in list(self.subscribers):
-                if now - sub.opened >= max_age:
-                    sub.close(MAX_AGE)
-                elif now - sub.last_write >= heartbeat and not sub.queue:
-                    sub.ping_due = True
-                    sub.wake()
+            current = self._slot(now)
+            heartbeat, max_age = settings.FASTCMS_SSE_HEARTBEAT, settings.FASTCMS_SSE_MAX_AGE
+            for slot in range(last + 1, current + 1):
+                for sub in self.wheel.pop(slot, ()):
+                    if sub.closed or sub not in self.subscribers:
+                        continue
+                    if now - sub.opened >= max_age:
+                        sub.close(MAX_AGE)
+                        continue
+                    if now - sub.last_write >= heartbeat and not sub.queue:
+                        sub.ping_due = True
+                        sub.wake()
+                        sub.last_write = now  # the ping about to be written
+                    self._schedule(sub, now)
+            last = current
 
 
 PING = PING_FRAME

@@ -30,6 +30,16 @@ from django.conf import settings as django_settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def wait_until(check: Any, timeout: float = 5) -> bool:
+    """Poll `check` until it is true or `timeout` seconds pass; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return bool(check())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -13,7 +13,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from tests.conftest import http_for
-from tests.live import Server, SSEClient, free_port
+from tests.live import Server, SSEClient, free_port, wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -56,15 +56,6 @@ def clients() -> Any:
 
 def presence_of(server: Server) -> dict[str, int]:
     return {u["user_id"]: u["connections"] for u in httpx.get(f"{server.url}/api/v1/presence").json()["users"]}
-
-
-def wait_until(check: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
 
 
 def test_events_cross_workers_in_order(cluster: list[Server], clients: Any, staff: User) -> None:

@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from tests.conftest import token_of
-from tests.live import Server, SSEClient
+from tests.live import Server, SSEClient, wait_until
 
 GRACE = 0.5  # the live servers' FASTCMS_PRESENCE_GRACE
 
@@ -23,15 +23,6 @@ def presence(server: Server) -> Any:
 
 def users(server: Server) -> dict[str, dict[str, Any]]:
     return {user["user_id"]: user for user in presence(server).json()["users"]}
-
-
-def wait_until(check: Any, timeout: float = 5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 @pytest.fixture
