@@ -390,6 +390,7 @@ class EventBus:
         self.tasks: list[asyncio.Task[Any]] = []
         self.tick = 1.0
         self.wheel: dict[int, list[Subscriber]] = {}  # tick number -> streams to look at then
+        self.wheel_position = 0  # the last tick number the ticker has emptied
         self.on_close: list[Callable[[Subscriber], None]] = []
         backend.attach(self._hand_to_loop)
 
@@ -593,20 +594,23 @@ class EventBus:
     def _schedule(self, sub: Subscriber, now: float) -> None:
         """File `sub` under the tick when it next needs a look (heartbeat or maximum age)."""
         heartbeat, max_age = settings.FASTCMS_SSE_HEARTBEAT, settings.FASTCMS_SSE_MAX_AGE
-        due = min(max(sub.last_write + heartbeat, now), sub.opened + max_age)
-        self.wheel.setdefault(self._slot(due), []).append(sub)
+        due = min(sub.last_write + heartbeat, sub.opened + max_age)
+        # Never into a slot the ticker has passed (or is emptying): it would not be seen again.
+        slot = max(self._slot(due), self.wheel_position + 1)
+        self.wheel.setdefault(slot, []).append(sub)
 
     async def _tick(self) -> None:
         """Heartbeats and maximum ages, visiting each stream about once per heartbeat period
         (a timing wheel), not every stream every tick: idle streams cost the loop almost nothing."""
-        last = self._slot(time.monotonic())
+        self.wheel_position = self._slot(time.monotonic()) - 1
         while True:
             await asyncio.sleep(self.tick)
             now = time.monotonic()
             current = self._slot(now)
             heartbeat, max_age = settings.FASTCMS_SSE_HEARTBEAT, settings.FASTCMS_SSE_MAX_AGE
-            for slot in range(last + 1, current + 1):
-                for sub in self.wheel.pop(slot, ()):
+            while self.wheel_position < current:
+                self.wheel_position += 1
+                for sub in self.wheel.pop(self.wheel_position, ()):
                     if sub.closed or sub not in self.subscribers:
                         continue
                     if now - sub.opened >= max_age:
@@ -617,7 +621,6 @@ class EventBus:
                         sub.wake()
                         sub.last_write = now  # the ping about to be written
                     self._schedule(sub, now)
-            last = current
 
 
 PING = PING_FRAME

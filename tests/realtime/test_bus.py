@@ -236,3 +236,22 @@ def test_collection_registry_keeps_the_newest_version_and_expires(settings: Any)
     assert registry.named("shop") is None
     settings.FASTCMS_COLLECTIONS_REFRESH = 0
     assert registry.stale()
+
+
+def test_busy_streams_still_get_heartbeats_and_reach_their_maximum_age(settings: Any) -> None:
+    """A stream with frames waiting when the ticker looks at it is looked at again later."""
+    settings.FASTCMS_SSE_HEARTBEAT = 0.2
+    settings.FASTCMS_SSE_MAX_AGE = 0.9
+    info = make_info()
+
+    async def scenario(bus: EventBus) -> tuple[str | None, bool]:
+        busy, idle = subscriber(info, key="busy"), subscriber(info, key="idle")
+        await bus.subscribe(busy, None)
+        await bus.subscribe(idle, None)
+        busy.queue.append(b"waiting")  # never taken: no ping for it, but it must stay on the wheel
+        await asyncio.sleep(0.45)
+        pinged = idle.ping_due
+        await asyncio.sleep(1.0)
+        return busy.closed, pinged
+
+    assert run_bus(scenario) == ("max_age", True)
