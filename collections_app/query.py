@@ -13,6 +13,7 @@ the same null rules.
 from __future__ import annotations
 
 import unicodedata
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -320,16 +321,18 @@ NEVER = Q(pk__in=[])
 ALWAYS = Q(pk__isnull=False)  # not Q(): an empty Q vanishes from `a | Q()`, turning "or true" into `a`
 
 
-class Condition:
+class Condition(ABC):
     """A compiled query: `q()` for the database, `matches(record)` for a record dict."""
 
     __slots__ = ()
 
+    @abstractmethod
     def q(self) -> Q:
-        raise NotImplementedError
+        """The condition as a Django `Q` over records."""
 
+    @abstractmethod
     def matches(self, record: Mapping[str, Any]) -> bool:
-        raise NotImplementedError
+        """Whether a record dict (system fields and values) satisfies the condition."""
 
     def equalities(self) -> list[tuple[str, Any]]:
         """(field, value) pairs that every matching record must equal (for subscriber indexes)."""
