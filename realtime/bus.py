@@ -28,7 +28,6 @@ from realtime.events import (
     COLLECTION_DELETED,
     COLLECTION_TYPES,
     ID_ONLY,
-    PING_FRAME,
     PRESENCE_TYPES,
     PUBLIC,
     RECORD_TYPES,
@@ -158,6 +157,7 @@ class Subscriber:
         query: Node | None,
         collection: CollectionInfo | None = None,
         client_key: str = "",
+        compiled: tuple[Condition | None, Condition] | None = None,
     ) -> None:
         self.client_id = client_id
         self.auth = auth
@@ -183,7 +183,10 @@ class Subscriber:
         # so its hash is computed once.
         self.kind = "\x00".join(map(str, (auth.id, auth.username, staff, self.lenient, repr(query))))
         if collection is not None:
-            # A one-collection stream is compiled strictly (errors are 400 before it starts).
+            # A one-collection stream is compiled strictly (errors are 400 before it starts);
+            # `compiled` is that work when the caller has already done it.
+            if compiled is not None:
+                self.compiled[collection.id] = (collection.version, *compiled)
             _, query_condition = self.conditions(collection, strict=True)
             equalities = query_condition.equalities()
             self.index_key = equalities[0] if equalities else None
@@ -622,8 +625,6 @@ class EventBus:
                         sub.last_write = now  # the ping about to be written
                     self._schedule(sub, now)
 
-
-PING = PING_FRAME
 
 _bus: EventBus | None = None
 _bus_lock = threading.Lock()

@@ -181,9 +181,6 @@ class Event:
             id=event_id,
         )
 
-    def envelope(self, form: str = PUBLIC, schema: CollectionInfo | None = None) -> dict[str, Any]:
-        return json.loads('{"id":' + dumps(self.id) + "," + self.body(form, schema)[1:])
-
 
 def retry_frame(milliseconds: int) -> bytes:
     return f"retry: {milliseconds}\n\n".encode()

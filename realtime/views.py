@@ -26,7 +26,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from collections_app.authentication import user_for_token
 from collections_app.models import Collection, new_id
-from collections_app.query import Auth, Node, QueryError, compile_query, parse
+from collections_app.query import Auth, Condition, Node, QueryError, compile_query, parse
 from collections_app.rules import is_staff, rule_condition_for
 from collections_app.serializers import user_summary
 from realtime.bus import AdmissionError, Subscriber, get_bus
@@ -76,6 +76,7 @@ class StreamPlan:
     user_name: str | None
     client_key: str
     last_event_id: str | None
+    compiled: tuple[Condition | None, Condition] | None = None  # (list rule, query) of a one-collection stream
 
 
 def _authenticate(request: HttpRequest, token: str | None) -> Any:
@@ -163,14 +164,18 @@ def prepare_stream(
         ):
             if value is not None and len(value) > MAX_PARAMETER:
                 raise StreamRefused(400, "invalid_parameter", f"{key} is longer than {MAX_PARAMETER} characters.")
+        compiled = None
         try:
             tree = parse(query_text) if query_text else None
             if info is not None:
-                compile_query(tree, fields=info.field_map, auth=auth, allow_hidden=staff)
+                query = compile_query(tree, fields=info.field_map, auth=auth, allow_hidden=staff)
         except QueryError as exc:
             raise StreamRefused(400, exc.code, exc.detail, position=exc.position) from None
-        if info is not None and rule_condition_for(info, "list_rule", auth=auth, staff=staff) is None:
-            raise _refuse_anonymous_or(user, "permission_denied", "Only staff may list this collection.")
+        if info is not None:
+            rule = rule_condition_for(info, "list_rule", auth=auth, staff=staff)
+            if rule is None:
+                raise _refuse_anonymous_or(user, "permission_denied", "Only staff may list this collection.")
+            compiled = (rule, query)
         user_id, user_name = _presence_identity(user, staff, params.get("user_id"), params.get("user_name"))
         return StreamPlan(
             auth=auth,
@@ -182,6 +187,7 @@ def prepare_stream(
             user_name=user_name,
             client_key=f"user:{user.pk}" if user.is_authenticated else f"ip:{request.META.get('REMOTE_ADDR', '')}",
             last_event_id=last_event_id,
+            compiled=compiled,
         )
     finally:
         if on_pool:
@@ -237,6 +243,7 @@ async def _stream(request: HttpRequest, name: str | None) -> HttpResponse:
         query=plan.query,
         collection=plan.collection,
         client_key=plan.client_key,
+        compiled=plan.compiled,
     )
     try:
         replay, recovered = await bus.subscribe(sub, plan.last_event_id)
