@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,7 +35,7 @@ class TargetUnavailable(BenchError):
     """The target cannot be measured at all (e.g. its SSE endpoint does not exist); skip its workloads."""
 
 
-class Target:
+class Target(ABC):
     """Base adapter. Subclasses set `name`, `app` and `ready_path` and the subscribe/publish details."""
 
     name: str
@@ -43,26 +44,27 @@ class Target:
 
     def prepare(self, workdir: Path) -> None:
         """One-time setup before the first server start (nothing by default)."""
+        return None
 
     def env(self) -> dict[str, str]:
         """Environment of the server process."""
         return base_env()
 
+    @abstractmethod
     def fanout_path(self) -> str:
         """A subscription that receives every published event."""
-        raise NotImplementedError
 
+    @abstractmethod
     def match_path(self) -> str:
         """A subscription that receives events of topic `hot` (and only those)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def extra_paths(self, count: int) -> list[str]:
         """`count` subscriptions that receive none of the events of topic `hot`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def publish_request(self, body: dict[str, Any]) -> tuple[str, dict[str, str]]:
         """(path, headers) of the POST that publishes `body` as one event."""
-        raise NotImplementedError
 
     def publish(self, client: httpx.Client, body: dict[str, Any]) -> None:
         """Publish one event; BenchError unless the server answers 2xx."""
