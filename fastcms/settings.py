@@ -30,7 +30,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "realtime",  # first: its `runserver` (ASGI, for streams) replaces the WSGI one
-    "django.contrib.admin",
+    "fastcms.apps.AdminConfig",  # django.contrib.admin, with records listed per collection
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -144,7 +144,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
+        "collections_app.browsable.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": [
         "collections_app.parsers.JSONParser",
@@ -164,9 +164,15 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "/favicon.ico",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    # Each collection's records get operations and schemas from its fields (at every request).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "collections_app.openapi.add_collection_operations",
+    ],
     "APPEND_PATHS": {},  # filled below with the SSE and presence endpoints
 }
 
@@ -209,3 +215,6 @@ LOGGING = {
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
+
+# The browsable API's "Log in" (DRF's login view) returns here when no `next` is given.
+LOGIN_REDIRECT_URL = "/api/v1/"
