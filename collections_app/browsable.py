@@ -137,6 +137,8 @@ def _typed(spec: FieldSpec, text: str) -> Any:
         return "" if spec.type == "text" and spec.required else None
     if spec.type == "number" and NUMBER_TEXT.fullmatch(text.strip()):
         return int(text) if INTEGER_TEXT.fullmatch(text.strip()) else float(text)
+    if spec.type == "text":
+        return text.replace("\r\n", "\n")  # a text area's line breaks, as browsers send them
     if spec.type == "json":
         try:
             return json.loads(text)

@@ -163,6 +163,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Collections, records, live queries over Server-Sent Events, and presence.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema is the caller's: what its rules let it do. The docs page reloads it on "Authorize".
+    "SERVE_PUBLIC": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "/favicon.ico",
     "REDOC_DIST": "SIDECAR",

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from fastcms.settings import *  # noqa: F403
+from fastcms.settings import MIDDLEWARE as DEFAULT_MIDDLEWARE
 from fastcms.settings import PASSWORD_HASHERS as DEFAULT_HASHERS
 
 PASSWORD_HASHERS = [*DEFAULT_HASHERS, "django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -18,3 +19,4 @@ STORAGES = {
 }
 STATIC_ROOT = Path(tempfile.gettempdir()) / "fastcms-tests-no-static-root"  # never created
 WHITENOISE_USE_FINDERS = True
+MIDDLEWARE = [*DEFAULT_MIDDLEWARE, "tests.server_middleware.ForgetContentTypes"]

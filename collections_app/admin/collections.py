@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from collections_app import services
@@ -119,7 +119,10 @@ class CollectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="fields")
     def field_names(self, obj: Collection) -> str:
-        return ", ".join(f"{spec.name} ({spec.type})" for spec in obj.field_specs) or "—"
+        chips = format_html_join(
+            " ", '<span class="field-chip">{} <small>{}</small></span>', ((s.name, s.type) for s in obj.field_specs)
+        )
+        return chips or "—"
 
     @admin.display(description="records", ordering="record_total")
     def records_link(self, obj: Collection) -> str:

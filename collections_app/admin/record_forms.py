@@ -95,13 +95,22 @@ class NumberField(forms.Field):
             raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
 
 
+class TextField(forms.CharField):
+    """Text as typed; a text area's line breaks (sent by browsers as CRLF) are stored as LF."""
+
+    def to_python(self, value: Any) -> Any:
+        value = super().to_python(value)
+        return value.replace("\r\n", "\n") if isinstance(value, str) else value
+
+
 class JSONEditor(forms.JSONField):
     """Any JSON value in a text area, pretty-printed; empty means null."""
 
     def prepare_value(self, value: Any) -> Any:
         if value is None or isinstance(value, forms.fields.InvalidJSONInput):
             return "" if value is None else value
-        return json.dumps(value, ensure_ascii=False, indent=2)
+        text = json.dumps(value, ensure_ascii=False)
+        return text if len(text) <= 60 else json.dumps(value, ensure_ascii=False, indent=2)
 
 
 class UTCDateTimeField(forms.DateTimeField):
@@ -120,7 +129,7 @@ def create_text_field(spec: FieldSpec, **kwargs: Any) -> forms.Field:
     max_length = spec.options.get("max_length")
     short = max_length is not None and max_length <= MAX_INLINE_TEXT
     widget = forms.TextInput(attrs={"class": "vTextField"}) if short else forms.Textarea(attrs={"rows": 4})
-    return forms.CharField(strip=False, widget=widget, **kwargs)
+    return TextField(strip=False, widget=widget, **kwargs)
 
 
 def create_number_field(spec: FieldSpec, **kwargs: Any) -> forms.Field:
@@ -272,8 +281,8 @@ class RecordForm(forms.ModelForm):
         for name, spec in self.specs.items():
             if name in self.errors:
                 continue
-            if spec.type == "datetime" and not self[name]._has_changed():
-                value = self.stored.get(name)  # as stored, to the microsecond
+            if not self.instance._state.adding and not self[name]._has_changed():
+                value = self.stored.get(name)  # as stored (a datetime to the microsecond, a null bool)
             else:
                 value = stored_value(spec, data.get(name))
             if value is not None:

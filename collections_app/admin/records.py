@@ -16,7 +16,7 @@ from django.contrib.admin import SimpleListFilter
 from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.http import urlencode
@@ -154,7 +154,11 @@ class RecordAdmin(admin.ModelAdmin):
         collection = scoped_collection(request)
         if collection is None:
             return ["id", "collection", "summary", "updated"]
-        return ["id", *(value_column(collection, spec) for spec in collection.field_specs), "created", "updated"]
+        # The same column objects for the whole request: the admin finds sortable columns by identity.
+        if not hasattr(request, "_fastcms_columns"):
+            columns = [value_column(collection, spec) for spec in collection.field_specs]
+            request._fastcms_columns = ["id", *columns, "created", "updated"]
+        return request._fastcms_columns
 
     def get_list_filter(self, request: HttpRequest) -> list[Any]:
         collection = scoped_collection(request)
@@ -221,6 +225,32 @@ class RecordAdmin(admin.ModelAdmin):
         if record is not None:
             context.update(title=f"Edit a {record.collection.name} record", collection=record.collection)
         return super().change_view(request, object_id, form_url, context)
+
+    # After a save or delete, back to the collection's records (or its add form), whichever way it came.
+
+    def response_post_save_add(self, request: HttpRequest, obj: Record) -> HttpResponse:
+        return HttpResponseRedirect(records_url(obj.collection))
+
+    def response_post_save_change(self, request: HttpRequest, obj: Record) -> HttpResponse:
+        return HttpResponseRedirect(records_url(obj.collection))
+
+    def response_add(self, request: HttpRequest, obj: Record, post_url_continue: str | None = None) -> HttpResponse:
+        response = super().response_add(request, obj, post_url_continue)
+        return HttpResponseRedirect(records_url(obj.collection, "add")) if "_addanother" in request.POST else response
+
+    def response_change(self, request: HttpRequest, obj: Record) -> HttpResponse:
+        response = super().response_change(request, obj)
+        return HttpResponseRedirect(records_url(obj.collection, "add")) if "_addanother" in request.POST else response
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        record = self.get_object(request, object_id)
+        request._fastcms_deleted_from = record.collection if record else None
+        return super().delete_view(request, object_id, extra_context)
+
+    def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
+        response = super().response_delete(request, obj_display, obj_id)
+        collection = getattr(request, "_fastcms_deleted_from", None)
+        return HttpResponseRedirect(records_url(collection)) if collection and response.status_code == 302 else response
 
     def save_model(self, request: HttpRequest, obj: Record, form: Any, change: bool) -> None:
         if change:

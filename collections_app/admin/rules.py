@@ -76,5 +76,5 @@ def rule_badge(value: str | None) -> str:
         return mark_safe('<span class="rule-badge rule-staff" title="null: staff only">staff only</span>')
     if value.strip(" ") == "":
         return mark_safe('<span class="rule-badge rule-everyone" title="&quot;&quot;: everyone">everyone</span>')
-    shown = value if len(value) <= 48 else value[:47] + "…"
+    shown = value if len(value) <= 80 else value[:79] + "…"
     return format_html('<code class="rule-badge rule-query" title="{}">{}</code>', value, shown)
