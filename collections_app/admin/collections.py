@@ -16,6 +16,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 
 from collections_app import services
 from collections_app.admin.field_rows import FieldRowFormSet, initial_rows
@@ -100,8 +101,10 @@ class CollectionAdmin(admin.ModelAdmin):
             "Access rules",
             {
                 "fields": list(RULE_NAMES),
-                "description": "Staff bypass every rule. A query uses the fields below and "
-                "<code>@request.auth.id</code> / <code>@request.auth.username</code>.",
+                "description": mark_safe(
+                    "Staff bypass every rule. A query uses the collection's fields and "
+                    "<code>@request.auth.id</code> / <code>@request.auth.username</code>."
+                ),
             },
         ),
     ]
@@ -112,7 +115,11 @@ class CollectionAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Collection | None = None) -> list[Any]:
         if obj is None:
             return self.fieldsets
-        return [*self.fieldsets, ("Record keeping", {"fields": self.readonly_fields, "classes": ["collapse"]})]
+        names, rules = self.fieldsets
+        available = ", ".join(["id", "created", "updated", *(spec.name for spec in obj.field_specs)])
+        description = format_html("{} Fields available to rules: <code>{}</code>.", rules[1]["description"], available)
+        rules = (rules[0], {**rules[1], "description": description})
+        return [names, rules, ("Record keeping", {"fields": self.readonly_fields, "classes": ["collapse"]})]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(record_total=Count("records"))
