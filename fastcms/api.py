@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from django.urls import include, path, re_path, reverse
+from django.utils.html import format_html_join
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import routers
@@ -18,16 +20,23 @@ from fastcms.views import listable_collection_names
 class APIRootView(routers.APIRootView):
     """FastCMS: collections with typed fields and access rules, their records, and live updates.
 
-    * **Collections** (staff): schemas and rules. **Records**: one list per collection, with
-      `?query=` (e.g. `price > 100 && active = true`), `?ordering=-price`, `?page=` and `?page_size=`.
-    * **Authentication**: `POST auth/token` with a username and password gives a token; send it as
-      `Authorization: Token <token>`. The browsable API and the admin use the session (log in above).
-    * **Real-time**: `GET realtime` and `realtime/<collection>` are Server-Sent Event streams;
-      `presence` lists who is connected. **Docs**: the OpenAPI schema and its interactive page.
+    Collections (staff) hold schemas and rules; each collection's records are a list of their own,
+    filtered with ?query= (e.g. price > 100 && active = true), sorted with ?ordering=-price, paged
+    with ?page= and ?page_size=. POST auth/token with a username and password gives a token, sent
+    as "Authorization: Token <token>"; the browsable API and the admin use the session (log in at
+    the top right). realtime and realtime/<collection> are Server-Sent Event streams; presence
+    lists who is connected; docs is the interactive OpenAPI page.
     """
 
     def get_view_name(self) -> str:
         return "FastCMS API"
+
+    def get_view_description(self, html: bool = False) -> str:
+        """The docstring as paragraphs (its line breaks are only the source's wrapping)."""
+        paragraphs = [" ".join(part.split()) for part in inspect.cleandoc(self.__doc__ or "").split("\n\n")]
+        if html:
+            return format_html_join("", "<p>{}</p>", ((paragraph,) for paragraph in paragraphs))
+        return "\n\n".join(paragraphs)
 
     @extend_schema(exclude=True)
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
