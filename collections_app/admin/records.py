@@ -31,6 +31,7 @@ COLLECTION_PARAMETER = "collection"
 OPERATOR_CHARACTERS = frozenset("=<>~!&|()")
 MAX_COLUMN_TEXT = 80
 LOOKUP_PAGE_SIZE = 20
+MAX_WORDS = 200
 SEARCH_HELP = 'A query, e.g. status = "published" && price > 10, or words to find in the text fields.'
 
 
@@ -51,7 +52,7 @@ def records_url(collection: Collection, view: str = "changelist") -> str:
 def search_condition(collection: Collection, text: str, user: Any) -> Condition:
     """A query, or plain words: found (case-insensitively) in any text field, or equal to the id."""
     if OPERATOR_CHARACTERS.isdisjoint(text):
-        words = text.strip()
+        words = text.replace("\x00", "").strip()[:MAX_WORDS]  # the databases store no NUL
         tests: list[Condition] = [FieldTest(s, "~", words) for s in collection.field_specs if s.kind == TEXT]
         return any_of([*tests, FieldTest(SYSTEM_FIELDS["id"], "=", words)])
     return filters.query_condition(collection, text, user=user, show_hidden=True)
@@ -82,6 +83,8 @@ def field_filter(spec: FieldSpec) -> type[SimpleListFilter]:
     def queryset(self: SimpleListFilter, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() is None:
             return queryset
+        if "\x00" in self.value():
+            return queryset.none()
         value = self.value() == "true" if spec.type == "bool" else self.value()
         return queryset.filter(FieldTest(spec, "=", value).q())
 

@@ -275,6 +275,14 @@ def test_invalid_search_shows_a_message(admin_client: Client, stocked: Collectio
     assert titles(html) == []
 
 
+@pytest.mark.parametrize(
+    "params", [{"q": "lamp\x00"}, {"q": 'title = "a\x00"'}, {"status__exact": "dr\x00aft"}, {"q": "x" * 5000}]
+)
+def test_odd_search_and_filter_values_are_no_error(admin_client: Client, stocked: Collection, params: Any) -> None:
+    response = admin_client.get(RECORDS, {"collection": "products", **params})
+    assert response.status_code == 200
+
+
 def test_record_list_filters_select_and_bool_fields(admin_client: Client, stocked: Collection) -> None:
     page = admin_client.get(RECORDS, {"collection": "products"}).content.decode()
     assert "By status" in page
