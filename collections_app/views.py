@@ -13,7 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import permissions, status, viewsets
 from rest_framework.authtoken.models import Token
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,6 +28,7 @@ from collections_app.serializers import (
     record_representation,
     user_summary,
 )
+from collections_app.throttling import login_throttles
 
 
 class CollectionViewSet(viewsets.GenericViewSet):
@@ -197,12 +198,18 @@ class TokenView(APIView):
     def post(self, request: Request) -> Response:
         serializer = TokenRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = authenticate(
-            request._request,
-            username=serializer.validated_data["username"],
-            password=serializer.validated_data["password"],
-        )
+        username = serializer.validated_data["username"]
+        throttles = login_throttles(request, username)
+        refused = [throttle for throttle in throttles if not throttle.allow_request(request, self)]
+        if refused:
+            raise Throttled(
+                wait=max(throttle.wait() or 0 for throttle in refused),
+                detail="Too many failed sign-in attempts; try again later.",
+            )
+        user = authenticate(request._request, username=username, password=serializer.validated_data["password"])
         if user is None or not user.is_active:
+            for throttle in throttles:
+                throttle.record_failure()
             raise ValidationError({"non_field_errors": ["Unable to log in with the provided credentials."]})
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key, "user": user_summary(user)})
