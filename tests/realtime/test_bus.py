@@ -14,8 +14,11 @@ from collections_app import services
 from collections_app.models import Collection
 from collections_app.query import Auth, parse
 from realtime import bus as bus_module
-from realtime.bus import EventBus, MemoryBackend, Subscriber, get_bus
+from realtime.backends.memory import MemoryBackend
+from realtime.bus import EventBus, get_bus
 from realtime.events import CollectionInfo, Event
+from realtime.registry import CollectionRegistry
+from realtime.subscribers import Subscriber
 
 FIELDS = [
     {"name": "title", "type": "text"},
@@ -220,8 +223,6 @@ def test_history_replay_and_unknown_ids() -> None:
 
 
 def test_collection_registry_keeps_the_newest_version_and_expires(settings: Any) -> None:
-    from realtime.bus import CollectionRegistry
-
     settings.FASTCMS_COLLECTIONS_REFRESH = 60
     registry = CollectionRegistry()
     old, new = make_info(), make_info(list_rule=None)
