@@ -21,6 +21,7 @@ import django
 from django.core.handlers.asgi import ASGIHandler
 
 from fastcms.logging import install_redaction
+from realtime.conf import realtime_settings
 from realtime.handler import STREAM_PATH, Receive, Scope, Send, StreamHandler
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,6 @@ def tune_garbage_collector() -> None:
 def begin_shutdown(loop: asyncio.AbstractEventLoop) -> None:
     """End every stream now; after the shutdown timeout, abandon those stuck on slow clients."""
     from realtime.bus import get_bus
-    from realtime.conf import realtime_settings
 
     bus = get_bus()
     bus.shutdown()

@@ -8,6 +8,9 @@ Keys (prefix `FASTCMS_REDIS_PREFIX`): `<p>:presence:users` (set of present user 
 `<p>:presence:conns:<user id>` (sorted set: connection id -> expiry ms), `<p>:presence:meta`
 (hash: user id -> {"name", "last_seen"}), `<p>:presence:quiet` (hash: user id -> ms when its last
 connection closed, for the grace period).
+
+Chosen with `FASTCMS_PRESENCE_BACKEND = "presence.backends.redis.RedisPresence"`, or by default
+when `REDIS_URL` is set.
 """
 
 from __future__ import annotations
