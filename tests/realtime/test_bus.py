@@ -256,3 +256,13 @@ def test_busy_streams_still_get_heartbeats_and_reach_their_maximum_age(settings:
         return busy.closed, pinged
 
     assert run_bus(scenario) == ("max_age", True)
+
+
+def test_the_event_backend_is_one_setting_defaulting_to_redis_when_redis_url_is_set(settings: Any) -> None:
+    settings.FASTCMS_EVENT_BACKEND = None
+    settings.REDIS_URL = None
+    assert type(bus_module._make_backend()).__name__ == "MemoryBackend"
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # never contacted: the backend connects when started
+    assert type(bus_module._make_backend()).__name__ == "RedisBackend"
+    settings.FASTCMS_EVENT_BACKEND = "realtime.backends.memory.MemoryBackend"
+    assert type(bus_module._make_backend()).__name__ == "MemoryBackend"
