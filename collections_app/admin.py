@@ -14,7 +14,6 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
-from rest_framework import serializers
 
 from collections_app import services
 from collections_app.models import RULE_NAMES, Collection, Record
@@ -57,7 +56,7 @@ class RuleField(forms.MultiValueField):
 
 
 def _messages(detail: Any, prefix: str = "") -> list[str]:
-    """Flatten a DRF error detail into 'field: message' lines."""
+    """Flatten an error dict or list into 'field: message' lines."""
     if isinstance(detail, dict):
         return [line for key, value in detail.items() for line in _messages(value, f"{key}: ")]
     if isinstance(detail, list):
@@ -155,8 +154,8 @@ class RecordAdminForm(forms.ModelForm):
         existing = None if self.instance._state.adding else self.instance
         try:
             services.record_check(collection=collection, data=data.get("data") or {}, record=existing)
-        except serializers.ValidationError as exc:
-            self.add_error("data", _messages(exc.detail))
+        except ValidationError as exc:
+            self.add_error("data", _messages(exc.message_dict if hasattr(exc, "error_dict") else exc.messages))
         return data
 
 

@@ -73,7 +73,7 @@ MIDDLEWARE = [
     "realtime.middleware.LastEventIdMiddleware",
 ]
 
-# The SSE endpoints run only these (natively async) middleware; see realtime.asgi.StreamHandler.
+# The SSE endpoints run only these (natively async) middleware; see realtime.handler.StreamHandler.
 FASTCMS_STREAM_MIDDLEWARE = ["corsheaders.middleware.CorsMiddleware"]
 
 ROOT_URLCONF = "fastcms.urls"
@@ -207,7 +207,11 @@ from realtime.openapi import paths as realtime_paths  # noqa: E402  (plain data,
 
 SPECTACULAR_SETTINGS["APPEND_PATHS"] = realtime_paths()
 
-# Real-time and presence (seconds may be fractional). Read through django.conf.settings at use.
+# Real-time and presence (seconds may be fractional). The apps read them at use, with their own
+# defaults, through `realtime.conf` and `presence.conf`.
+# The backends, as dotted paths; unset: Redis when REDIS_URL is set, else in-process.
+FASTCMS_EVENT_BACKEND = env.str("FASTCMS_EVENT_BACKEND", default="") or None
+FASTCMS_PRESENCE_BACKEND = env.str("FASTCMS_PRESENCE_BACKEND", default="") or None
 FASTCMS_SSE_HEARTBEAT = env.float("FASTCMS_SSE_HEARTBEAT", default=15.0)
 FASTCMS_SSE_RETRY_MS = env.int("FASTCMS_SSE_RETRY_MS", default=3000)
 FASTCMS_SSE_QUEUE_SIZE = env.int("FASTCMS_SSE_QUEUE_SIZE", default=1000)
