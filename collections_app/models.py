@@ -108,20 +108,6 @@ class Record(models.Model):
         stamp(self)
         super().save(*args, **kwargs)
 
-    @classmethod
-    def from_db(cls, db: Any, field_names: Any, values: Any) -> Record:
-        instance = super().from_db(db, field_names, values)
-        # The stored state, so a change can be compared with it (a record leaving a live query).
-        # `as_dict` is not used here: it would load the collection of every record read.
-        loaded = instance.__dict__  # deferred fields are absent: reading them would query
-        instance.loaded_state = {
-            "id": loaded.get("id"),
-            "created": format_datetime(loaded["created"]) if loaded.get("created") else None,
-            "updated": format_datetime(loaded["updated"]) if loaded.get("updated") else None,
-            **(loaded.get("data") or {}),
-        }
-        return instance
-
     def as_dict(self, specs: list[FieldSpec] | None = None) -> dict[str, Any]:
         """The record as a flat dict: system fields, then the values of `specs` (default: all data)."""
         values = dict(self.data) if specs is None else {s.name: self.data.get(s.name) for s in specs}

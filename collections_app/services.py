@@ -1,12 +1,16 @@
 """Writes. REST views, the admin and Python code change collections and records only here.
 
-Each function runs in a transaction. Model signals (`realtime.signals`) turn the committed
-changes into events; `records_bulk_create` sends `collections_app.signals.records_bulk_created`
-because `bulk_create` sends no model signals.
+Each function runs in a transaction and announces what it changed with a signal, which other
+apps turn into events once the transaction commits: model signals for created and deleted
+objects, `collections_app.signals.record_changed` for a record update (with the record's previous
+state) and `records_bulk_created` for `records_bulk_create` (`bulk_create` sends no model signals).
 
-`user=None` means a trusted caller (Python code): no access rule is checked. Otherwise rules
-apply as SPEC section 4 says: Http404 when the caller may not view the record, PermissionDenied
-when a rule does not hold.
+`user=None` means a trusted caller (Python code): no access rule is checked. Otherwise the
+collection's rules apply: Http404 when the caller may not view the record, PermissionDenied when
+a rule does not hold.
+
+Invalid input raises Django's `ValidationError` with a `{"field": ["message"]}` dict; the API
+layer and the admin translate it for their callers.
 """
 
 from __future__ import annotations
@@ -252,24 +256,38 @@ def collection_delete(*, collection: Collection) -> None:
 # --- records -----------------------------------------------------------------------------------
 
 
+def _django_error(exc: serializers.ValidationError) -> ValidationError:
+    """The record serializer's error as Django's, with the same fields and messages."""
+    detail = exc.detail
+    return ValidationError(detail if isinstance(detail, dict) else {"non_field_errors": detail})
+
+
 def validate_record_values(collection: Collection, data: Any, *, partial: bool) -> dict[str, Any]:
-    """Field values of a request body checked against the schema (DRF ValidationError if bad)."""
+    """Field values of a request body checked against the schema (ValidationError if bad)."""
     serializer = RecordSerializer(data=data, partial=partial, context={"collection": collection})
-    serializer.is_valid(raise_exception=True)
+    if not serializer.is_valid():
+        raise _django_error(serializers.ValidationError(serializer.errors))
     return dict(serializer.validated_data)
+
+
+def _check_required(collection: Collection, values: Mapping[str, Any]) -> None:
+    try:
+        check_required(collection.field_specs, values)
+    except serializers.ValidationError as exc:
+        raise _django_error(exc) from None
 
 
 def record_check(*, collection: Collection, data: Any, record: Record | None = None) -> dict[str, Any]:
     """Validate a full record body without writing (the admin shows these errors on its form)."""
     values = validate_record_values(collection, data, partial=False)
-    check_required(collection.field_specs, values)
+    _check_required(collection, values)
     for spec in collection.field_specs:
         key = unique_key(spec, values.get(spec.name)) if spec.unique else None
         taken = UniqueValue.objects.filter(
             collection=collection, field=spec.name, value_hash=UniqueValue.hash(key or "")
         )
         if key is not None and taken.exclude(record_id=getattr(record, "pk", None)).exists():
-            raise serializers.ValidationError({spec.name: ["A record with this value already exists."]})
+            raise ValidationError({spec.name: ["A record with this value already exists."]})
     return values
 
 
@@ -301,7 +319,7 @@ def _sync_unique_values(collection: Collection, record: Record, *, replace: bool
                     collection=collection, record=record, field=spec.name, value_hash=UniqueValue.hash(key)
                 )
         except IntegrityError:
-            raise serializers.ValidationError({spec.name: ["A record with this value already exists."]}) from None
+            raise ValidationError({spec.name: ["A record with this value already exists."]}) from None
 
 
 def record_create(*, collection: Collection, data: Any, user: Any = None) -> Record:
@@ -337,12 +355,14 @@ def record_update(*, record: Record, data: Any, user: Any = None, partial: bool 
             _require(_allowed(collection, "update_rule", user, current))
         values = validate_record_values(collection, data, partial=partial)
         new_data = {**current.data, **values} if partial else values
-        check_required(collection.field_specs, new_data)
+        _check_required(collection, new_data)
+        previous = current.as_dict()
         current.data = new_data
         current.save()
         _sync_unique_values(collection, current, replace=True)
         if user is not None:
             _require(_allowed(collection, "update_rule", user, current))
+        signals.record_changed.send(sender=Record, record=current, previous=previous)
     return current
 
 

@@ -13,7 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import permissions, status, viewsets
 from rest_framework.authtoken.models import Token
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils import formatting
@@ -30,6 +30,7 @@ from collections_app.serializers import (
     record_representation,
     user_summary,
 )
+from collections_app.throttling import login_throttles
 
 
 class CollectionViewSet(viewsets.GenericViewSet):
@@ -240,17 +241,27 @@ class TokenView(APIView):
 
     @extend_schema(
         request=openapi.CREDENTIALS,
-        responses={200: openapi.TOKEN, 400: OpenApiResponse(description="Unknown username or wrong password")},
+        responses={
+            200: openapi.TOKEN,
+            400: OpenApiResponse(description="Unknown username or wrong password"),
+            429: OpenApiResponse(description="Too many failed sign-in attempts (see the Retry-After header)"),
+        },
     )
     def post(self, request: Request) -> Response:
         serializer = TokenRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = authenticate(
-            request._request,
-            username=serializer.validated_data["username"],
-            password=serializer.validated_data["password"],
-        )
+        username = serializer.validated_data["username"]
+        throttles = login_throttles(request, username)
+        refused = [throttle for throttle in throttles if not throttle.allow_request(request, self)]
+        if refused:
+            raise Throttled(
+                wait=max(throttle.wait() or 0 for throttle in refused),
+                detail="Too many failed sign-in attempts; try again later.",
+            )
+        user = authenticate(request._request, username=username, password=serializer.validated_data["password"])
         if user is None or not user.is_active:
+            for throttle in throttles:
+                throttle.record_failure()
             raise ValidationError({"non_field_errors": ["Unable to log in with the provided credentials."]})
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key, "user": user_summary(user)})

@@ -1,9 +1,113 @@
-"""ASGI entry point: `uvicorn fastcms.asgi:application`."""
+"""The project's ASGI application: `uvicorn fastcms.asgi:application`.
 
+Django for everything, with the SSE streams served by `realtime.handler.StreamHandler` (an open
+stream holds no OS thread), plus the lifespan events (the bus starts and stops with the server)
+and a clean end of streams on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
 import os
+import signal
+import threading
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fastcms.settings")
 
-from realtime.asgi import Application
+import django
+from django.core.handlers.asgi import ASGIHandler
+
+from fastcms.logging import install_redaction
+from realtime.conf import realtime_settings
+from realtime.handler import STREAM_PATH, Receive, Scope, Send, StreamHandler
+
+logger = logging.getLogger(__name__)
+
+
+class Application:
+    """Routes the stream paths to `StreamHandler`, the rest to Django, and handles lifespan."""
+
+    def __init__(self) -> None:
+        django.setup(set_prefix=False)
+        install_redaction()
+        from realtime.bus import get_bus  # needs the app registry set up above
+
+        self.bus = get_bus
+        self.django = ASGIHandler()
+        self.streams = StreamHandler()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+        elif scope["type"] == "http" and STREAM_PATH.match(scope["path"]):
+            await self.streams(scope, receive, send)
+        else:
+            await self.django(scope, receive, send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    tune_garbage_collector()
+                    await self.bus().start()
+                    install_shutdown_hook(asyncio.get_running_loop())
+                except Exception as exc:
+                    logger.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                bus = self.bus()
+                bus.shutdown()
+                await bus.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def tune_garbage_collector() -> None:
+    """Fewer, cheaper collections for a server holding thousands of long-lived stream objects.
+
+    Measured: with the default thresholds, collections walking the live streams took about a fifth
+    of the time spent opening streams. What exists at startup (modules, settings, URL patterns)
+    never becomes garbage, so it is frozen out of every collection; young objects are collected
+    after 20,000 allocations instead of 700 (reference counting frees almost everything anyway).
+    """
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
+def begin_shutdown(loop: asyncio.AbstractEventLoop) -> None:
+    """End every stream now; after the shutdown timeout, abandon those stuck on slow clients."""
+    from realtime.bus import get_bus
+
+    bus = get_bus()
+    bus.shutdown()
+    loop.call_later(realtime_settings.FASTCMS_SSE_SHUTDOWN_TIMEOUT, bus.abandon_stuck)
+
+
+def install_shutdown_hook(loop: asyncio.AbstractEventLoop) -> None:
+    """Chain SIGTERM/SIGINT to the server's own handler, ending streams first.
+
+    Without it the server waits for every open stream to end before it exits, which is never.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if getattr(previous, "fastcms_hook", False):
+            continue
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            loop.call_soon_threadsafe(begin_shutdown, loop)
+            if callable(previous):
+                previous(signum, frame)
+
+        handler.fastcms_hook = True  # type: ignore[attr-defined]
+        signal.signal(sig, handler)
+
 
 application = Application()

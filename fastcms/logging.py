@@ -1,15 +1,30 @@
-"""Keep API tokens out of logs: `token=<value>` in any message or argument becomes `token=***`."""
+"""Keep API tokens out of logs: `token=<value>` in any message or argument becomes `token=***`.
+
+The parameter name is compared after percent-decoding, as Django's `QueryDict` decodes it, so
+`?%74oken=<key>` (which authenticates exactly like `?token=<key>`) is redacted too.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import unquote_plus
 
-TOKEN_IN_TEXT = re.compile(r"((?:^|[?&;\s])(?:token|access_token)=)[^&\s\"']+", re.IGNORECASE)
+SECRET_PARAMETERS = frozenset({"token", "access_token"})
+# A `name=value` pair of a query string (or of a form body) inside any text.
+PARAMETER_IN_TEXT = re.compile(r"(?P<lead>^|[?&;\s])(?P<name>[^=&;\s?#\"']+)=(?P<value>[^&;\s#\"']*)")
+
+
+def _redact_pair(match: re.Match[str]) -> str:
+    name = match["name"]
+    if unquote_plus(name).strip().lower() not in SECRET_PARAMETERS or not match["value"]:
+        return match[0]
+    return f"{match['lead']}{name}=***"
 
 
 def redact(text: str) -> str:
-    return TOKEN_IN_TEXT.sub(r"\1***", text)
+    """`text` with the value of every token parameter replaced by `***`, however it is spelled."""
+    return PARAMETER_IN_TEXT.sub(_redact_pair, text) if "=" in text else text
 
 
 def _redact_value(value: object) -> object:

@@ -28,6 +28,19 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# HTTPS in production: off by default so `make run` works on plain http://127.0.0.1.
+# Behind a TLS-terminating proxy, set SECURE_PROXY_SSL_HEADER=true (it sends X-Forwarded-Proto).
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("SECURE_PROXY_SSL_HEADER", False) else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
 INSTALLED_APPS = [
     "realtime",  # first: its `runserver` (ASGI, for streams) replaces the WSGI one
     "fastcms.apps.AdminConfig",  # django.contrib.admin, with records listed per collection
@@ -60,7 +73,7 @@ MIDDLEWARE = [
     "realtime.middleware.LastEventIdMiddleware",
 ]
 
-# The SSE endpoints run only these (natively async) middleware; see realtime.asgi.StreamHandler.
+# The SSE endpoints run only these (natively async) middleware; see realtime.handler.StreamHandler.
 FASTCMS_STREAM_MIDDLEWARE = ["corsheaders.middleware.CorsMiddleware"]
 
 ROOT_URLCONF = "fastcms.urls"
@@ -136,6 +149,21 @@ CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "last-event-id"
 REDIS_URL = env.str("REDIS_URL", default="") or None
 FASTCMS_REDIS_PREFIX = env.str("FASTCMS_REDIS_PREFIX", default="fastcms")  # keys: <prefix>:events, ...
 
+# The cache holds the sign-in throttle's counts: shared by every worker when Redis is configured,
+# with short timeouts so a Redis that does not answer never holds up a request for long.
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"{FASTCMS_REDIS_PREFIX}:cache",
+            "OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "collections_app.authentication.TokenAuthentication",
@@ -156,6 +184,11 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 30,
     "EXCEPTION_HANDLER": "fastcms.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Failed sign-ins per minute, per username and per client address (collections_app.throttling).
+    "DEFAULT_THROTTLE_RATES": {"login_failures": f"{env.int('FASTCMS_LOGIN_FAILURES_PER_MINUTE', default=10)}/min"},
+    # The client address is REMOTE_ADDR, never a client-sent X-Forwarded-For: behind a proxy, run
+    # uvicorn with --proxy-headers (and --forwarded-allow-ips) so REMOTE_ADDR is the real client.
+    "NUM_PROXIES": 0,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -182,7 +215,11 @@ from realtime.openapi import paths as realtime_paths  # noqa: E402  (plain data,
 
 SPECTACULAR_SETTINGS["APPEND_PATHS"] = realtime_paths()
 
-# Real-time and presence (seconds may be fractional). Read through django.conf.settings at use.
+# Real-time and presence (seconds may be fractional). The apps read them at use, with their own
+# defaults, through `realtime.conf` and `presence.conf`.
+# The backends, as dotted paths; unset: Redis when REDIS_URL is set, else in-process.
+FASTCMS_EVENT_BACKEND = env.str("FASTCMS_EVENT_BACKEND", default="") or None
+FASTCMS_PRESENCE_BACKEND = env.str("FASTCMS_PRESENCE_BACKEND", default="") or None
 FASTCMS_SSE_HEARTBEAT = env.float("FASTCMS_SSE_HEARTBEAT", default=15.0)
 FASTCMS_SSE_RETRY_MS = env.int("FASTCMS_SSE_RETRY_MS", default=3000)
 FASTCMS_SSE_QUEUE_SIZE = env.int("FASTCMS_SSE_QUEUE_SIZE", default=1000)

@@ -1,8 +1,11 @@
-"""Model changes -> events, published only after the transaction commits.
+"""Changes -> events, published only after the transaction commits.
 
-Every write through the services (REST, admin, Python code) saves a model and so lands here;
-`records_bulk_created` covers `bulk_create`, which sends no model signals. A rolled-back
-transaction runs no on-commit callback, so it publishes nothing.
+Every write through the services (REST, admin, Python code) lands here exactly once: created and
+deleted objects and collection changes through the model signals, a record update through the
+service's `record_changed` (which carries the record's previous state, so a record leaving a live
+query is delivered), `bulk_create` through `records_bulk_created`. A record updated with
+`Record.save()` outside the services publishes nothing. A rolled-back transaction runs no
+on-commit callback, so it publishes nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from django.dispatch import receiver
 
 from collections_app.models import Collection, Record
 from collections_app.serializers import record_representation
-from collections_app.signals import records_bulk_created
+from collections_app.signals import record_changed, records_bulk_created
 from realtime.bus import get_bus
 from realtime.events import (
     COLLECTION_CREATED,
@@ -55,10 +58,14 @@ def record_event(
 
 @receiver(post_save, sender=Record, dispatch_uid="realtime.record_saved")
 def record_saved(sender: Any, instance: Record, created: bool, **kwargs: Any) -> None:
-    info = CollectionInfo.of(instance.collection)
-    previous = None if created else getattr(instance, "loaded_state", None)
-    publish_on_commit(record_event(RECORD_CREATED if created else RECORD_UPDATED, instance, info, previous))
-    instance.loaded_state = instance.as_dict()  # the next save in this transaction changes this state
+    if created:  # updates come with their previous state from `record_changed`
+        publish_on_commit(record_event(RECORD_CREATED, instance, CollectionInfo.of(instance.collection)))
+
+
+@receiver(record_changed, dispatch_uid="realtime.record_changed")
+def record_updated(sender: Any, record: Record, previous: dict[str, Any], **kwargs: Any) -> None:
+    info = CollectionInfo.of(record.collection)
+    publish_on_commit(record_event(RECORD_UPDATED, record, info, previous))
 
 
 @receiver(post_delete, sender=Record, dispatch_uid="realtime.record_deleted")

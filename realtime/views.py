@@ -12,25 +12,23 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib import import_module
 from typing import Any
 
-from django.conf import settings
-from django.contrib.auth import get_user
 from django.db import close_old_connections
 from django.dispatch import Signal
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from rest_framework.exceptions import AuthenticationFailed
 
-from collections_app.authentication import user_for_token
 from collections_app.models import Collection, new_id
 from collections_app.query import Auth, Condition, Node, QueryError, compile_query, parse
 from collections_app.rules import is_staff, rule_condition_for
 from collections_app.serializers import user_summary
-from realtime.bus import AdmissionError, Subscriber, get_bus
+from realtime.auth import auth_pool, authenticate, has_credentials
+from realtime.bus import AdmissionError, get_bus
+from realtime.conf import realtime_settings
 from realtime.events import PING_FRAME, CollectionInfo, connected_frame, retry_frame
+from realtime.subscribers import Subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +38,6 @@ stream_opened = Signal()
 stream_closed = Signal()
 
 MAX_PARAMETER = 100
-_pool: ThreadPoolExecutor | None = None
-
-
-def auth_pool() -> ThreadPoolExecutor:
-    """The shared, bounded pool where streams authenticate (a few threads, a few DB connections)."""
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fastcms-stream-auth")
-    return _pool
 
 
 class StreamRefused(Exception):
@@ -79,21 +68,6 @@ class StreamPlan:
     compiled: tuple[Condition | None, Condition] | None = None  # (list rule, query) of a one-collection stream
 
 
-def _authenticate(request: HttpRequest, token: str | None) -> Any:
-    if token is not None:
-        return user_for_token(token)
-    header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() in ("token", "bearer"):
-        if not key.strip() or " " in key.strip():
-            raise AuthenticationFailed("Invalid token header.")
-        return user_for_token(key.strip())
-    # The Django session (the stream paths run no session middleware), or AnonymousUser.
-    engine = import_module(settings.SESSION_ENGINE)
-    request.session = engine.SessionStore(request.COOKIES.get(settings.SESSION_COOKIE_NAME))
-    return get_user(request)
-
-
 def _refuse_anonymous_or(user: Any, code: str, detail: str) -> StreamRefused:
     if not user.is_authenticated:
         return StreamRefused(401, "not_authenticated", "Authentication credentials were not provided.")
@@ -106,11 +80,7 @@ def inline_collection(request: HttpRequest, name: str | None) -> CollectionInfo 
     Returns the collection (None for the all-collections stream) when no token or session has
     to be checked and the registry knows the collection.
     """
-    if (
-        "token" in request.GET
-        or request.headers.get("Authorization")
-        or settings.SESSION_COOKIE_NAME in request.COOKIES
-    ):
+    if has_credentials(request):
         return False
     registry = get_bus().collections
     if registry.stale():
@@ -123,7 +93,7 @@ def inline_collection(request: HttpRequest, name: str | None) -> CollectionInfo 
 def prepare_stream(
     request: HttpRequest, name: str | None, *, on_pool: bool = True, known: CollectionInfo | None = None
 ) -> StreamPlan:
-    """Check the request in SPEC order (401, 404, 400, 403, presence 403).
+    """Check the request, answering the first failure in this order: 401, 404, 400, 403, presence 403.
 
     Runs on the auth pool when it reads the database (`on_pool`), which then releases its
     connection; otherwise inline, with the collection already found in the registry (`known`).
@@ -131,7 +101,7 @@ def prepare_stream(
     try:
         params = request.GET
         try:
-            user = _authenticate(request, params.get("token"))
+            user = authenticate(request)
         except AuthenticationFailed as exc:
             raise StreamRefused(401, "authentication_failed", str(exc.detail)) from None
         staff = is_staff(user)
@@ -197,7 +167,8 @@ def prepare_stream(
 def _presence_identity(
     user: Any, staff: bool, user_id: str | None, user_name: str | None
 ) -> tuple[str | None, str | None]:
-    """Who this stream counts as for presence (SPEC section 6)."""
+    """Who this stream counts as for presence: an authenticated user as itself (staff may name
+    another id), an anonymous caller under the `user_id` it chose, if the setting allows it."""
     if user.is_authenticated:
         own = str(user.pk)
         if user_id not in (None, "", own) and not staff:
@@ -205,7 +176,7 @@ def _presence_identity(
         return (user_id or own), user_summary(user)["name"]
     if not user_id:
         return None, None
-    if not settings.FASTCMS_PRESENCE_ANONYMOUS:
+    if not realtime_settings.FASTCMS_PRESENCE_ANONYMOUS:
         raise StreamRefused(403, "presence_forbidden", "Presence with a user_id requires authentication.")
     return user_id, user_name or None
 
@@ -264,7 +235,7 @@ async def _stream(request: HttpRequest, name: str | None) -> HttpResponse:
         "recovered": recovered,
     }
     prelude = (
-        retry_frame(settings.FASTCMS_SSE_RETRY_MS)
+        retry_frame(realtime_settings.FASTCMS_SSE_RETRY_MS)
         + connected_frame(connected, connected["collection"])
         + b"".join(replay)
     )
@@ -274,7 +245,7 @@ async def _stream(request: HttpRequest, name: str | None) -> HttpResponse:
 class EventStreamResponse(StreamingHttpResponse):
     """`text/event-stream`, never buffered or compressed; closing it always releases the stream.
 
-    `realtime.asgi.StreamHandler` sends it with `stream_to`, straight to the ASGI server; other
+    `realtime.handler.StreamHandler` sends it with `stream_to`, straight to the ASGI server; other
     handlers iterate it as any streaming response.
     """
 

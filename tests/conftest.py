@@ -48,6 +48,14 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"database: {connection.vendor if settings.configured else '?'}; redis: {bool(settings.REDIS_URL)}"
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """Sign-in throttle counts (kept in the cache) never carry from one test to the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def staff(db: None) -> User:
     return User.objects.create_user(

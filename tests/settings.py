@@ -26,3 +26,6 @@ WHITENOISE_AUTOREFRESH = True
 
 # Each test session keeps its Redis keys apart (its servers get the same prefix).
 FASTCMS_REDIS_PREFIX = f"fastcms-test-{os.getpid()}"
+# In-process tests get a private cache, emptied before each test (tests/conftest.py); the servers
+# the tests start keep the product's (Redis when REDIS_URL is set).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

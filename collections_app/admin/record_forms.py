@@ -17,8 +17,8 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.urls import reverse
-from rest_framework import serializers
 
 from collections_app import services
 from collections_app.models import Collection, Record
@@ -292,11 +292,10 @@ class RecordForm(forms.ModelForm):
         existing = None if self.instance._state.adding else self.instance
         try:
             self.record_values = services.record_check(collection=self.collection, data=values, record=existing)
-        except serializers.ValidationError as exc:
-            detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-            for key, messages in detail.items():
-                texts = [str(m) for m in (messages if isinstance(messages, list) else [messages])]
-                self.add_error(key if key in self.fields else None, texts)
+        except ValidationError as exc:
+            errors = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+            for key, messages in errors.items():
+                self.add_error(key if key in self.fields else None, messages)
         return data
 
 

@@ -6,8 +6,8 @@ import threading
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
-from rest_framework.exceptions import ValidationError
 
 from collections_app import services
 from collections_app.models import Collection, Record
@@ -29,7 +29,7 @@ def test_concurrent_creates_of_one_value_let_exactly_one_succeed(make_collection
             )
             outcome = "created"
         except ValidationError as exc:
-            outcome = f"rejected: {exc.detail}"
+            outcome = f"rejected: {exc.message_dict}"
         finally:
             connection.close()
         with lock:

@@ -174,3 +174,15 @@ def test_counts_return_to_zero_after_many_abrupt_closes(live: Server, streams: A
     for client in opened:
         client.close()  # the socket goes away without a goodbye
     assert wait_until(lambda: not [k for k in users(live) if k.startswith("crowd-")], timeout=GRACE + 10)
+
+
+def test_the_presence_backend_is_one_setting_defaulting_to_redis_when_redis_url_is_set(settings: Any) -> None:
+    from presence.conf import presence_backend_path
+
+    settings.FASTCMS_PRESENCE_BACKEND = None
+    settings.REDIS_URL = None
+    assert presence_backend_path() == "presence.backends.memory.MemoryPresence"
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    assert presence_backend_path() == "presence.backends.redis.RedisPresence"
+    settings.FASTCMS_PRESENCE_BACKEND = "presence.backends.memory.MemoryPresence"
+    assert presence_backend_path() == "presence.backends.memory.MemoryPresence"

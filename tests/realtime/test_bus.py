@@ -14,8 +14,11 @@ from collections_app import services
 from collections_app.models import Collection
 from collections_app.query import Auth, parse
 from realtime import bus as bus_module
-from realtime.bus import EventBus, MemoryBackend, Subscriber, get_bus
+from realtime.backends.memory import MemoryBackend
+from realtime.bus import EventBus, get_bus
 from realtime.events import CollectionInfo, Event
+from realtime.registry import CollectionRegistry
+from realtime.subscribers import Subscriber
 
 FIELDS = [
     {"name": "title", "type": "text"},
@@ -220,8 +223,6 @@ def test_history_replay_and_unknown_ids() -> None:
 
 
 def test_collection_registry_keeps_the_newest_version_and_expires(settings: Any) -> None:
-    from realtime.bus import CollectionRegistry
-
     settings.FASTCMS_COLLECTIONS_REFRESH = 60
     registry = CollectionRegistry()
     old, new = make_info(), make_info(list_rule=None)
@@ -255,3 +256,13 @@ def test_busy_streams_still_get_heartbeats_and_reach_their_maximum_age(settings:
         return busy.closed, pinged
 
     assert run_bus(scenario) == ("max_age", True)
+
+
+def test_the_event_backend_is_one_setting_defaulting_to_redis_when_redis_url_is_set(settings: Any) -> None:
+    settings.FASTCMS_EVENT_BACKEND = None
+    settings.REDIS_URL = None
+    assert type(bus_module._make_backend()).__name__ == "MemoryBackend"
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # never contacted: the backend connects when started
+    assert type(bus_module._make_backend()).__name__ == "RedisBackend"
+    settings.FASTCMS_EVENT_BACKEND = "realtime.backends.memory.MemoryBackend"
+    assert type(bus_module._make_backend()).__name__ == "MemoryBackend"

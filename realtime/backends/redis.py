@@ -8,6 +8,9 @@
   in order, when Redis answers again (events of a worker that dies meanwhile are lost). The
   reader reconnects with backoff and resumes from the last id it read, so open streams receive
   what was logged meanwhile. New streams are refused with 503 until the history can be read.
+
+Chosen with `FASTCMS_EVENT_BACKEND = "realtime.backends.redis.RedisBackend"`, or by default when
+`REDIS_URL` is set.
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
-from realtime.bus import AdmissionError, parse_id
+from realtime.backends.base import Backend, BackendUnavailable, parse_id
+from realtime.conf import realtime_settings
 from realtime.events import Event
 
 logger = logging.getLogger(__name__)
@@ -35,19 +38,21 @@ MAX_BACKOFF = 5.0
 
 
 def stream_key() -> str:
-    return f"{settings.FASTCMS_REDIS_PREFIX}:events"
+    return f"{realtime_settings.FASTCMS_REDIS_PREFIX}:events"
 
 
-class RedisBackend:
-    def __init__(self, url: str, *, size: int, seconds: float) -> None:
-        self.url = url
-        self.size = size
-        self.seconds = seconds
+class RedisBackend(Backend):
+    """The cluster's event log in one Redis Stream; `url` defaults to the REDIS_URL setting."""
+
+    def __init__(self, url: str | None = None, *, size: int, seconds: float) -> None:
+        super().__init__(size=size, seconds=seconds)
+        self.url = url or realtime_settings.REDIS_URL
+        if not self.url:
+            raise ImproperlyConfigured("The Redis event backend needs REDIS_URL.")
         self.key = stream_key()
-        self.sync = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self.sync = redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2)
         self.reader: aioredis.Redis | None = None
         self.client: aioredis.Redis | None = None
-        self.deliver: Callable[[Event], None] = lambda event: None
         self.last_read: str | None = None  # the newest id this worker has read from the log
         self.connected = False
         self.task: asyncio.Task[Any] | None = None
@@ -56,9 +61,6 @@ class RedisBackend:
         self.flusher: threading.Thread | None = None
         self.recent: OrderedDict[str, Event] = OrderedDict()  # parsed events, reused by replays
         self.loop_thread: int | None = None
-
-    def attach(self, deliver: Callable[[Event], None]) -> None:
-        self.deliver = deliver
 
     @property
     def available(self) -> bool:
@@ -191,14 +193,9 @@ class RedisBackend:
             return "0"
         return newest[0][0].decode() if newest else "0"
 
-    def id_key(self, event_id: str) -> tuple[int, int]:
-        return parse_id(event_id) or (0, 0)
-
     async def history_after(self, last_id: str) -> tuple[list[Event], bool]:
         if self.client is None or not self.connected:
-            raise AdmissionError(
-                503, "realtime_unavailable", "Real-time delivery is unavailable (Redis does not answer); retry shortly."
-            )
+            raise BackendUnavailable("Real-time delivery is unavailable (Redis does not answer); retry shortly.")
         key = parse_id(last_id)
         if key is None:
             return [], False
@@ -216,11 +213,9 @@ class RedisBackend:
         except redis.ResponseError as exc:
             if "no such key" in str(exc).lower():
                 return [], key == (0, 0)
-            raise AdmissionError(
-                503, "realtime_unavailable", "Real-time history is unavailable; retry shortly."
-            ) from exc
+            raise BackendUnavailable("Real-time history is unavailable; retry shortly.") from exc
         except redis.RedisError as exc:
-            raise AdmissionError(
-                503, "realtime_unavailable", "Real-time delivery is unavailable (Redis does not answer); retry shortly."
+            raise BackendUnavailable(
+                "Real-time delivery is unavailable (Redis does not answer); retry shortly."
             ) from exc
         return [self._event(raw_id.decode(), fields) for raw_id, fields in entries], True

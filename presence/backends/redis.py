@@ -8,6 +8,9 @@ Keys (prefix `FASTCMS_REDIS_PREFIX`): `<p>:presence:users` (set of present user 
 `<p>:presence:conns:<user id>` (sorted set: connection id -> expiry ms), `<p>:presence:meta`
 (hash: user id -> {"name", "last_seen"}), `<p>:presence:quiet` (hash: user id -> ms when its last
 connection closed, for the grace period).
+
+Chosen with `FASTCMS_PRESENCE_BACKEND = "presence.backends.redis.RedisPresence"`, or by default
+when `REDIS_URL` is set.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
-from presence.tracker import announce
+from presence.backends.base import PresenceBackend, announce
+from presence.conf import presence_settings
+from realtime.conf import realtime_settings
 from realtime.events import USER_JOINED, USER_LEFT, now_iso
 
 logger = logging.getLogger(__name__)
@@ -67,11 +72,14 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class RedisPresence:
+class RedisPresence(PresenceBackend):
     """Presence of every worker's streams (runs on each worker's event loop)."""
 
-    def __init__(self, url: str) -> None:
-        prefix = f"{settings.FASTCMS_REDIS_PREFIX}:presence"
+    def __init__(self, url: str | None = None) -> None:
+        url = url or realtime_settings.REDIS_URL
+        if not url:
+            raise ImproperlyConfigured("The Redis presence backend needs REDIS_URL.")
+        prefix = f"{realtime_settings.FASTCMS_REDIS_PREFIX}:presence"
         self.users_key = f"{prefix}:users"
         self.meta_key = f"{prefix}:meta"
         self.quiet_key = f"{prefix}:quiet"
@@ -89,7 +97,7 @@ class RedisPresence:
 
     @property
     def ttl_ms(self) -> int:
-        return int(settings.FASTCMS_PRESENCE_TTL * 1000)
+        return int(presence_settings.FASTCMS_PRESENCE_TTL * 1000)
 
     def start(self) -> None:
         """Begin the upkeep on this worker (idempotent): any worker may retire a dead one's users."""
@@ -112,12 +120,14 @@ class RedisPresence:
         keys = [self.conns_prefix + user_id, self.meta_key, self.quiet_key]
         live = await self.disconnect_script(keys=keys, args=[connection_id, user_id, now_iso(), now_ms()])
         if live == 0:
-            await asyncio.sleep(settings.FASTCMS_PRESENCE_GRACE)
+            await asyncio.sleep(presence_settings.FASTCMS_PRESENCE_GRACE)
             await self._leave_if_gone(user_id)
 
     async def _leave_if_gone(self, user_id: str) -> None:
         keys = [self.users_key, self.conns_prefix + user_id, self.meta_key, self.quiet_key]
-        meta = await self.leave_script(keys=keys, args=[user_id, now_ms(), int(settings.FASTCMS_PRESENCE_GRACE * 1000)])
+        meta = await self.leave_script(
+            keys=keys, args=[user_id, now_ms(), int(presence_settings.FASTCMS_PRESENCE_GRACE * 1000)]
+        )
         if meta is not None:
             name = json.loads(meta).get("name")
             announce(USER_LEFT, user_id, name, 0, now_iso())
@@ -148,7 +158,7 @@ class RedisPresence:
     async def _maintain(self) -> None:
         """Keep this worker's connections alive, and retire those of workers that died."""
         while True:
-            await asyncio.sleep(max(0.2, settings.FASTCMS_PRESENCE_TTL / 6))
+            await asyncio.sleep(max(0.2, presence_settings.FASTCMS_PRESENCE_TTL / 6))
             try:
                 expiry = now_ms() + self.ttl_ms
                 async with self.client.pipeline(transaction=False) as pipe:

@@ -1,5 +1,4 @@
-"""The ASGI application: Django for everything, with the SSE streams served so that an open
-stream holds no OS thread, plus the lifespan events and a clean end of streams on SIGTERM.
+"""The ASGI handler of the stream paths: an open stream holds no OS thread.
 
 Django's stock `ASGIHandler` runs every request inside asgiref's `ThreadSensitiveContext`, so
 the request's sync work (the `request_started` receivers, sync middleware) gets a private thread
@@ -11,15 +10,11 @@ on asgiref's one shared thread and an idle stream is just a suspended coroutine.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import re
-import signal
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import django
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestAborted
@@ -27,9 +22,10 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.urls import set_script_prefix
 from django.utils.module_loading import import_string
 
-from fastcms.logging import install_redaction
+from realtime.conf import realtime_settings
 
-ABANDONED = "fastcms: stream abandoned"  # must match realtime.bus.ABANDONED (not imported: no app registry yet)
+# The cancel message of a stream abandoned by the bus (stuck writing to a client that does not read).
+ABANDONED = "fastcms: stream abandoned"
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +51,7 @@ class StreamHandler(ASGIHandler):
 
     def load_middleware(self, is_async: bool = False) -> None:
         configured = settings.MIDDLEWARE
-        wanted = list(settings.FASTCMS_STREAM_MIDDLEWARE)
+        wanted = list(realtime_settings.FASTCMS_STREAM_MIDDLEWARE)
         kept = [path for path in wanted if _async_capable(path) and "gzip" not in path.lower()]
         for path in set(wanted) - set(kept):
             logger.warning("FASTCMS_STREAM_MIDDLEWARE: %s is not async-capable or compresses; skipped", path)
@@ -120,86 +116,3 @@ async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any] | None
             if task is not None:
                 task.cancel()
             return
-
-
-class Application:
-    """Routes the stream paths to `StreamHandler`, the rest to Django, and handles lifespan."""
-
-    def __init__(self) -> None:
-        django.setup(set_prefix=False)
-        install_redaction()
-        from realtime.bus import get_bus  # needs the app registry set up above
-
-        self.bus = get_bus
-        self.django = ASGIHandler()
-        self.streams = StreamHandler()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self.lifespan(receive, send)
-        elif scope["type"] == "http" and STREAM_PATH.match(scope["path"]):
-            await self.streams(scope, receive, send)
-        else:
-            await self.django(scope, receive, send)
-
-    async def lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    tune_garbage_collector()
-                    await self.bus().start()
-                    install_shutdown_hook(asyncio.get_running_loop())
-                except Exception as exc:
-                    logger.exception("startup failed")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                bus = self.bus()
-                bus.shutdown()
-                await bus.stop()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-
-def tune_garbage_collector() -> None:
-    """Fewer, cheaper collections for a server holding thousands of long-lived stream objects.
-
-    Measured: with the default thresholds, collections walking the live streams took about a fifth
-    of the time spent opening streams. What exists at startup (modules, settings, URL patterns)
-    never becomes garbage, so it is frozen out of every collection; young objects are collected
-    after 20,000 allocations instead of 700 (reference counting frees almost everything anyway).
-    """
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
-
-
-def begin_shutdown(loop: asyncio.AbstractEventLoop) -> None:
-    """End every stream now; after the shutdown timeout, abandon those stuck on slow clients."""
-    from realtime.bus import get_bus
-
-    bus = get_bus()
-    bus.shutdown()
-    loop.call_later(settings.FASTCMS_SSE_SHUTDOWN_TIMEOUT, bus.abandon_stuck)
-
-
-def install_shutdown_hook(loop: asyncio.AbstractEventLoop) -> None:
-    """Chain SIGTERM/SIGINT to the server's own handler, ending streams first.
-
-    Without it the server waits for every open stream to end before it exits, which is never.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous = signal.getsignal(sig)
-        if getattr(previous, "fastcms_hook", False):
-            continue
-
-        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
-            loop.call_soon_threadsafe(begin_shutdown, loop)
-            if callable(previous):
-                previous(signum, frame)
-
-        handler.fastcms_hook = True  # type: ignore[attr-defined]
-        signal.signal(sig, handler)

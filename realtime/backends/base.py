@@ -1,0 +1,66 @@
+"""The interface of an event backend, the event id form they share, and their errors."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from realtime.events import Event
+
+
+class BackendUnavailable(Exception):
+    """The backend cannot serve a stream now (new streams are refused with a 503; retry later)."""
+
+
+def parse_id(event_id: str) -> tuple[int, int] | None:
+    """`<ms>-<seq>` (every backend's id form) as a sortable pair; None if malformed."""
+    if event_id == "0":
+        return (0, 0)
+    head, sep, tail = event_id.partition("-")
+    if not sep or not head.isdigit() or not tail.isdigit() or len(event_id) > 41:
+        return None
+    return (int(head), int(tail))
+
+
+class Backend(ABC):
+    """Gives events ids, keeps the history and carries events to every process's bus.
+
+    `append` may be called from any thread; it must hand events to the attached `deliver`
+    callback in id order (the commit order). The other coroutines run on the event loop.
+    """
+
+    available = True  # False while new streams cannot be served (a 503 until it is back)
+
+    def __init__(self, *, size: int, seconds: float) -> None:
+        self.size = size  # events kept for resume
+        self.seconds = seconds  # age limit of kept events
+        self.deliver: Callable[[Event], None] = lambda event: None
+
+    def attach(self, deliver: Callable[[Event], None]) -> None:
+        """Where events go once they have an id (the bus hands them to its loop)."""
+        self.deliver = deliver
+
+    async def start(self) -> None:
+        """Begin serving on the running loop."""
+        return None
+
+    async def stop(self) -> None:
+        """Stop serving (the loop is about to end)."""
+        return None
+
+    @abstractmethod
+    def append(self, event: Event) -> None:
+        """Give the event its id, keep it in history and deliver it (any thread)."""
+
+    @abstractmethod
+    def last_id(self) -> str:
+        """The newest event id, `0` before the first event."""
+
+    @abstractmethod
+    async def history_after(self, last_id: str) -> tuple[list[Event], bool]:
+        """(events after `last_id`, recovered); recovered is False when `last_id` is too old or
+        unknown. Raises BackendUnavailable when the history cannot be read now."""
+
+    def id_key(self, event_id: str) -> tuple[int, int]:
+        """An event id as a sortable key."""
+        return parse_id(event_id) or (0, 0)
