@@ -263,14 +263,18 @@ def visible_collections(user: Any) -> list[tuple[Collection, bool]]:
 
 
 def add_collection_operations(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
-    """drf-spectacular postprocessing hook: per-collection record operations and schemas."""
-    user = getattr(request, "user", None)
+    """drf-spectacular postprocessing hook: per-collection record operations and schemas.
+
+    Collections are data, so they are read for a request's caller only; without a request (the
+    deploy system check, `manage.py spectacular`) the schema has the generic record paths alone.
+    """
     paths, schemas = result.setdefault("paths", {}), result.setdefault("components", {}).setdefault("schemas", {})
     schemas["Error"] = ERROR
     security = copy.deepcopy(paths.get(GENERIC_LIST, {}).get("get", {}).get("security"))
     _describe_generic_paths(paths)
     tags: list[dict[str, str]] = []
-    for collection, show_hidden in visible_collections(user):
+    collections = visible_collections(request.user) if request is not None else []
+    for collection, show_hidden in collections:
         specs = [spec for spec in collection.field_specs if show_hidden or not spec.hidden]
         schemas.update(record_schemas(collection, specs))
         for method, detail, rule, suffix, summary in OPERATIONS:
