@@ -367,19 +367,15 @@ def test_no_page_reports_a_console_error(pages: Pages, things: Collection, api: 
 
     page = pages.new()
     sign_in(page)
+    # The record forms and lists, the collection pages and the docs are checked by the tests above.
     visited = {
         "admin-index": "/admin/",
-        "admin-collection-list": "/admin/collections_app/collection/",
         "admin-collection-add": "/admin/collections_app/collection/add/",
         "admin-records-all": RECORDS,
         "admin-records-choose": f"{RECORDS}add/",
-        "admin-record-add": f"{RECORDS}add/?collection=things",
-        "admin-record-change": f"{RECORDS}{record['id']}/change/",
         "api-root": "/api/v1/",
-        "api-records": "/api/v1/collections/things/records/",
         "api-record": f"/api/v1/collections/things/records/{record['id']}/",
         "api-collection": "/api/v1/collections/things/",
-        "docs": "/api/v1/docs/",
     }
     for name, url in {**visited, "console": "/"}.items():
         visit(page, url)
