@@ -101,7 +101,8 @@ class Record(models.Model):
         indexes = [models.Index(fields=["collection", "created"], name="record_collection_created")]
 
     def __str__(self) -> str:
-        return f"{self.collection_id}/{self.id}"
+        """`<collection name>/<id>`, as the admin's titles and messages name a record."""
+        return f"{self.collection.name}/{self.id}" if self.collection_id else self.id
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         stamp(self)

@@ -10,15 +10,17 @@ from django.db.models import QuerySet
 from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import permissions, status, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils import formatting
+from rest_framework.utils.serializer_helpers import ReturnDict
 from rest_framework.views import APIView
 
-from collections_app import filters, services
+from collections_app import browsable, filters, openapi, services
 from collections_app.models import RULE_NAMES, Collection, Record
 from collections_app.rules import is_staff, rule_condition
 from collections_app.serializers import (
@@ -39,6 +41,10 @@ class CollectionViewSet(viewsets.GenericViewSet):
     permission_classes = [permissions.IsAdminUser]
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
+
+    def get_view_name(self) -> str:
+        name = (getattr(self, "kwargs", None) or {}).get("name")
+        return browsable.page_title("collection-detail" if name else "collection-list", {"name": name}) or ""
 
     def list(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset())
@@ -140,6 +146,41 @@ class RecordViewSet(viewsets.GenericViewSet):
             context.update(collection=self.collection, show_hidden=is_staff(self.request.user))
         return context
 
+    def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
+        """The browsable API's form for this collection (writes are validated by the services)."""
+        if not hasattr(self, "collection"):  # schema generation has no collection
+            return RecordSerializer(*args, **kwargs)
+        kwargs["context"] = self.get_serializer_context()
+        return browsable.record_form_serializer(self.collection, *args, **kwargs)
+
+    def get_view_name(self) -> str:
+        kwargs = getattr(self, "kwargs", None) or {}
+        if "collection_name" not in kwargs:
+            return "Records"
+        return browsable.page_title("record-detail" if "pk" in kwargs else "record-list", kwargs) or "Records"
+
+    def get_view_description(self, html: bool = False) -> str:
+        collection = getattr(self, "collection", None)
+        if collection is None:
+            return super().get_view_description(html)
+        shown = [s for s in collection.field_specs if is_staff(self.request.user) or not s.hidden]
+        fields = ", ".join(f"{s.name} ({s.type}{', required' if s.required else ''})" for s in shown)
+        text = (
+            f"Records of the {collection.name} collection. Fields: {fields or 'none yet'}. "
+            'Filter with ?query= (e.g. title ~ "hello"), sort with ?ordering=-created.'
+        )
+        return formatting.markup_description(text) if html else text
+
+    def values(self, request: Request, *, partial: bool) -> Any:
+        """The body's record values; HTML form input (the browsable API) is typed per the schema."""
+        return browsable.form_values(self.collection, request.data, partial=partial)
+
+    def with_form(self, data: dict[str, Any], record: Record) -> Any:
+        """The browsable API fills its update form from the serializer attached to the data."""
+        if isinstance(getattr(self.request, "accepted_renderer", None), browsable.BrowsableAPIRenderer):
+            return ReturnDict(data, serializer=self.get_serializer(instance=record))
+        return data
+
     def represent(self, record: Record) -> dict[str, Any]:
         return record_representation(record, self.collection.field_specs, show_hidden=is_staff(self.request.user))
 
@@ -163,21 +204,25 @@ class RecordViewSet(viewsets.GenericViewSet):
         return self.get_paginated_response([self.represent(record) for record in page])
 
     def retrieve(self, request: Request, collection_name: str, pk: str) -> Response:
-        return Response(self.represent(self.get_record()))
+        record = self.get_record()
+        return Response(self.with_form(self.represent(record), record))
 
     def create(self, request: Request, collection_name: str) -> Response:
-        record = services.record_create(collection=self.collection, data=request.data, user=request.user)
+        data = self.values(request, partial=False)
+        record = services.record_create(collection=self.collection, data=data, user=request.user)
         return Response(self.represent(record), status=status.HTTP_201_CREATED)
 
     def update(self, request: Request, collection_name: str, pk: str) -> Response:
         record = self.load_record()
-        record = services.record_update(record=record, data=request.data, user=request.user, partial=False)
-        return Response(self.represent(record))
+        data = self.values(request, partial=False)
+        record = services.record_update(record=record, data=data, user=request.user, partial=False)
+        return Response(self.with_form(self.represent(record), record))
 
     def partial_update(self, request: Request, collection_name: str, pk: str) -> Response:
         record = self.load_record()
-        record = services.record_update(record=record, data=request.data, user=request.user, partial=True)
-        return Response(self.represent(record))
+        data = self.values(request, partial=True)
+        record = services.record_update(record=record, data=data, user=request.user, partial=True)
+        return Response(self.with_form(self.represent(record), record))
 
     def destroy(self, request: Request, collection_name: str, pk: str) -> Response:
         services.record_delete(record=self.load_record(), user=request.user)
@@ -194,7 +239,14 @@ class TokenView(APIView):
     permission_classes = [permissions.AllowAny]
     serializer_class = TokenRequestSerializer
 
-    @extend_schema(request=TokenRequestSerializer, responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=openapi.CREDENTIALS,
+        responses={
+            200: openapi.TOKEN,
+            400: OpenApiResponse(description="Unknown username or wrong password"),
+            429: OpenApiResponse(description="Too many failed sign-in attempts (see the Retry-After header)"),
+        },
+    )
     def post(self, request: Request) -> Response:
         serializer = TokenRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -36,7 +36,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(exc.as_dict(), status=400)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail=serializers.as_serializer_error(exc))
-    if isinstance(exc, DjangoPermissionDenied | exceptions.PermissionDenied) and _is_anonymous(request):
+    csrf = isinstance(exc, exceptions.PermissionDenied) and str(exc.detail).startswith("CSRF Failed")
+    if isinstance(exc, DjangoPermissionDenied | exceptions.PermissionDenied) and _is_anonymous(request) and not csrf:
         exc = exceptions.NotAuthenticated()
         exc.auth_header = 'Token realm="api"'
     response = drf_exception_handler(exc, context)

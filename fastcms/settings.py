@@ -43,7 +43,7 @@ X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "realtime",  # first: its `runserver` (ASGI, for streams) replaces the WSGI one
-    "django.contrib.admin",
+    "fastcms.apps.AdminConfig",  # django.contrib.admin, with records listed per collection
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -172,7 +172,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
+        "collections_app.browsable.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": [
         "collections_app.parsers.JSONParser",
@@ -196,10 +196,18 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Collections, records, live queries over Server-Sent Events, and presence.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema is the caller's: what its rules let it do. The docs page reloads it on "Authorize".
+    "SERVE_PUBLIC": False,
     "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "/favicon.ico",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    # Each collection's records get operations and schemas from its fields (at every request).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "collections_app.openapi.add_collection_operations",
+    ],
     "APPEND_PATHS": {},  # filled below with the SSE and presence endpoints
 }
 
@@ -246,3 +254,6 @@ LOGGING = {
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
+
+# The browsable API's "Log in" (DRF's login view) returns here when no `next` is given.
+LOGIN_REDIRECT_URL = "/api/v1/"

@@ -1,11 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from fastcms.views import console
+from fastcms.views import console, favicon
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("fastcms.api")),
+    path("favicon.ico", favicon, name="favicon"),
     path("", console, name="console"),
 ]
 

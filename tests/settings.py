@@ -1,6 +1,8 @@
 """Test settings: the project's settings with a fast password hasher and test-friendly hosts."""
 
 import os
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key")
 os.environ["DEBUG"] = "false"
@@ -17,7 +19,8 @@ STORAGES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so servers started by the tests in other processes share it.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}
-# Serve static files from the apps (no collectstatic needed in tests).
+# Serve static files from the apps, never from what `collectstatic` left in this checkout.
+STATIC_ROOT = Path(tempfile.gettempdir()) / "fastcms-tests-no-static-root"  # never created
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 

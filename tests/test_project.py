@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -126,3 +128,18 @@ def test_sqlite_runs_in_wal_mode() -> None:
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA journal_mode")
         assert cursor.fetchone()[0] == "wal"
+
+
+@pytest.mark.django_db
+def test_readme_collection_example_keeps_records_owned_by_their_creator(
+    staff_api: APIClient, alice_api: APIClient, alice: Any, bob: Any
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    body = re.search(r"curl -X POST http://127.0.0.1:8000/api/v1/collections/ \\\n.*?-d '(\{.*?\})'\n", readme, re.S)
+    assert body, "the README's collection example moved"
+    assert staff_api.post("/api/v1/collections/", json.loads(body[1]), format="json").status_code == 201
+    records = "/api/v1/collections/articles/records/"
+    theirs = alice_api.post(records, {"title": "Not mine", "owner": str(bob.pk)}, format="json")
+    assert theirs.status_code == 403
+    mine = alice_api.post(records, {"title": "Mine", "owner": str(alice.pk)}, format="json")
+    assert mine.status_code == 201

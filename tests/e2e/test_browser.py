@@ -7,10 +7,7 @@ server-side tests (first in this file) run everywhere.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -20,25 +17,13 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from tests.conftest import http_for, token_of
-from tests.live import ROOT, Server, SSEClient
+from tests.e2e.browsing import ARTIFACTS, Pages
+from tests.live import Server, SSEClient
 
 try:
-    from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+    from playwright.sync_api import Browser, Page, expect
 except ImportError:  # only the browser tests need it; they skip without it
-    sync_playwright = None
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-ARTIFACTS = ROOT / "test-artifacts"
-WAIT_MS = 10_000
+    pass
 
 COLLECTIONS: list[dict[str, Any]] = [
     {
@@ -101,66 +86,7 @@ def test_console_works_without_collections_and_loads_only_its_own_assets(client:
     assert client.post("/").status_code == 405
 
 
-# --- browser fixtures -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium driven by Playwright, once per module."""
-    if sync_playwright is None:
-        pytest.skip("the playwright package is not installed (pip install -r requirements-dev.txt)")
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    # Playwright's sync API keeps its event loop marked as running in this thread, which Django
-    # takes for an async context; the ORM is only ever called from this one thread here.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    playwright = sync_playwright().start()
-    try:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        expect.set_options(timeout=WAIT_MS)
-        yield chromium
-        chromium.close()
-    finally:
-        playwright.stop()
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
-@dataclass
-class Pages:
-    """Pages of one browser context on the live server, with every console error they report."""
-
-    server: Server
-    context: Any
-    errors: list[str] = field(default_factory=list)
-
-    def new(self) -> Page:
-        page = self.context.new_page()
-        page.set_default_timeout(WAIT_MS)
-        page.on("console", self._console)
-        page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
-        return page
-
-    def _console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.errors.append(f"console.error: {message.text} @ {message.location.get('url')}")
-
-    def console(self) -> Page:
-        """A new page on the live console, loaded, with its presence list live."""
-        page = self.new()
-        page.goto("/")
-        expect(page.locator("#presence-state")).to_have_text("live")
-        return page
-
-
-@pytest.fixture
-def pages(browser: Browser, live: Server) -> Iterator[Pages]:
-    context = browser.new_context(base_url=live.url, viewport={"width": 1280, "height": 860})
-    yield Pages(live, context)
-    context.close()
+# --- browser fixtures (tests/e2e/conftest.py: `browser`, `pages`) ----------------------------
 
 
 @pytest.fixture
@@ -370,8 +296,7 @@ def test_signed_in_staff_sees_staff_collections_and_creates_with_the_session(pag
     page.get_by_role("button", name="Create", exact=True).click()  # session + CSRF token, no API token
     expect(page.locator("#create-result")).to_contain_text("Created ")
     expect(record_rows(page).first.locator(".summary")).to_contain_text('note="from the session"')
-    # Django's admin login page declares no icon, so Chrome's /favicon.ico request there is a 404.
-    assert [error for error in pages.errors if not error.endswith("/favicon.ico")] == []
+    assert pages.errors == []  # the admin's login page included (its icon is /favicon.ico)
 
 
 # --- the seed document's JavaScript, run as written -------------------------------------------

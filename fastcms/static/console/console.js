@@ -23,8 +23,9 @@
     events: document.querySelector('#events tbody'), eventCount: $('event-count'),
     eventsEmpty: $('events-empty'), clear: $('clear'),
     presence: $('presence'), presenceCount: $('presence-count'), presenceState: $('presence-state'),
-    presenceEmpty: $('presence-empty'),
+    presenceEmpty: $('presence-empty'), selfPresence: $('self-presence'),
   };
+  const viewerId = document.body.dataset.viewerId || null; // signed in: the presence feed counts this page
 
   // --- helpers ------------------------------------------------------------------------------
 
@@ -293,11 +294,13 @@
       const since = el('time', 'muted', clock(user.last_seen));
       since.setAttribute('datetime', String(user.last_seen ?? ''));
       item.append(el('span', 'name', user.user_name || user.user_id), el('code', 'user-id', user.user_id), since);
+      if (user.user_id === viewerId) item.append(el('span', 'you', 'you, this page'));
       return item;
     });
     ui.presence.replaceChildren(...items);
     ui.presenceCount.textContent = String(users.length);
     ui.presenceEmpty.hidden = users.length > 0;
+    if (ui.selfPresence) ui.selfPresence.hidden = !(viewerId && present.has(viewerId));
   }
 
   async function loadPresence() {
