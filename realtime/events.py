@@ -111,7 +111,7 @@ class Event:
     previous: dict[str, Any] | None = None
     id: str | None = None
     bodies: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
-    frames: dict[tuple[str, str], bytes] = field(default_factory=dict, repr=False)
+    frames: dict[tuple[Any, ...], bytes] = field(default_factory=dict, repr=False)
 
     @property
     def collection_id(self) -> str | None:
@@ -152,6 +152,24 @@ class Event:
             frame = self.frames[key] = f"id: {self.id}\nevent: {self.type}\ndata: {envelope}\n\n".encode()
         return frame
 
+    def labelled_frame(
+        self, form: str, schema: CollectionInfo | None, labels: tuple[str, ...], left: tuple[str, ...]
+    ) -> bytes:
+        """The frame of a multiplexed stream: the envelope plus `subscriptions` (the labels it is
+        sent for) and `left` (those whose live query, or view, the record has just left).
+
+        Cached per form, schema version and label sets, as several streams share label sets.
+        """
+        schema = schema or self.schema
+        key = (form, schema.version if schema else "", labels, left)
+        frame = self.frames.get(key)
+        if frame is None:
+            body = self.body(form, schema)
+            extra = f',"subscriptions":{dumps(labels)},"left":{dumps(left)}}}'
+            envelope = '{"id":' + dumps(self.id) + "," + body[1:-1] + extra
+            frame = self.frames[key] = f"id: {self.id}\nevent: {self.type}\ndata: {envelope}\n\n".encode()
+        return frame
+
     def to_wire(self) -> str:
         """The event as JSON for other processes (without its id, which the log assigns)."""
         return dumps(
@@ -186,8 +204,11 @@ def retry_frame(milliseconds: int) -> bytes:
     return f"retry: {milliseconds}\n\n".encode()
 
 
-def connected_frame(data: dict[str, Any], collection: str | None) -> bytes:
-    """`connected` has no `id:` line, so the browser keeps its last event id."""
+def connected_frame(data: dict[str, Any], collection: str | None, labels: tuple[str, ...] | None = None) -> bytes:
+    """`connected` has no `id:` line, so the browser keeps its last event id.
+
+    On a multiplexed stream (`labels` given) its envelope lists every label in `subscriptions`.
+    """
     envelope = {
         "id": None,
         "type": "connected",
@@ -196,6 +217,9 @@ def connected_frame(data: dict[str, Any], collection: str | None) -> bytes:
         "data": data,
         "timestamp": now_iso(),
     }
+    if labels is not None:
+        envelope["subscriptions"] = list(labels)
+        envelope["left"] = []
     return f"event: connected\ndata: {dumps(envelope)}\n\n".encode()
 
 
