@@ -177,8 +177,9 @@ class EventBus:
 
     def _dispatch_labelled(self, event: Event, info: CollectionInfo | None, limit: int) -> None:
         """Multiplexed streams: each gets the event once, naming every label it matched."""
+        shared: dict[Any, bytes] = {}
         for stream, (form, labels, left) in self.labels.hits(event, info).items():
-            frame = labelled_frame(event, form, info, labels, left)
+            frame = labelled_frame(event, form, info, labels, left, shared)
             if stream.backlog is not None:
                 stream.backlog.append((event, frame))
             elif stream.skip_until is None or self.backend.id_key(event.id) > stream.skip_until:

@@ -111,7 +111,7 @@ class Event:
     previous: dict[str, Any] | None = None
     id: str | None = None
     bodies: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
-    frames: dict[tuple[Any, ...], bytes] = field(default_factory=dict, repr=False)
+    frames: dict[tuple[str, str], bytes] = field(default_factory=dict, repr=False)
 
     @property
     def collection_id(self) -> str | None:
@@ -158,17 +158,14 @@ class Event:
         """The frame of a multiplexed stream: the envelope plus `subscriptions` (the labels it is
         sent for) and `left` (those whose live query, or view, the record has just left).
 
-        Cached per form, schema version and label sets, as several streams share label sets.
+        Built from the cached body, but not cached itself: label sets are per stream, and an
+        event kept in history must not keep one frame per stream (the caller shares frames
+        among the streams of one dispatch).
         """
-        schema = schema or self.schema
-        key = (form, schema.version if schema else "", labels, left)
-        frame = self.frames.get(key)
-        if frame is None:
-            body = self.body(form, schema)
-            extra = f',"subscriptions":{dumps(labels)},"left":{dumps(left)}}}'
-            envelope = '{"id":' + dumps(self.id) + "," + body[1:-1] + extra
-            frame = self.frames[key] = f"id: {self.id}\nevent: {self.type}\ndata: {envelope}\n\n".encode()
-        return frame
+        body = self.body(form, schema)
+        extra = f',"subscriptions":{dumps(labels)},"left":{dumps(left)}}}'
+        envelope = '{"id":' + dumps(self.id) + "," + body[1:-1] + extra
+        return f"id: {self.id}\nevent: {self.type}\ndata: {envelope}\n\n".encode()
 
     def to_wire(self) -> str:
         """The event as JSON for other processes (without its id, which the log assigns)."""

@@ -272,8 +272,23 @@ class LabelIndex:
         return hits
 
 
-def labelled_frame(event: Event, form: str, info: CollectionInfo | None, labels: list[str], left: list[str]) -> bytes:
-    return event.labelled_frame(form, info, tuple(sorted(labels)), tuple(sorted(left)))
+def labelled_frame(
+    event: Event,
+    form: str,
+    info: CollectionInfo | None,
+    labels: list[str],
+    left: list[str],
+    shared: dict[tuple[Any, ...], bytes] | None = None,
+) -> bytes:
+    """The event's frame for one stream's labels (sorted); `shared` lends the frames of one
+    dispatch to every stream with the same labels."""
+    key = (form, tuple(sorted(labels)), tuple(sorted(left)))
+    frame = shared.get(key) if shared is not None else None
+    if frame is None:
+        frame = event.labelled_frame(form, info, key[1], key[2])
+        if shared is not None:
+            shared[key] = frame
+    return frame
 
 
 def replay_frame(stream: Subscriber, event: Event, current: CollectionInfo | None) -> bytes | None:

@@ -337,12 +337,15 @@ export class Realtime {
       this.channels.set(key, channel);
       this.labels.set(channel.label, channel);
     }
-    // On the stream already, and needing nothing from before now: it joins the stream as it is.
-    const attached = channel.onStream && (seen === null || compareIds(seen, this.latest) >= 0);
+    // On the stream already, and needing nothing from before it: it joins the stream as it is.
+    // Else a reconnect resumes from its position, so it misses nothing (while the stream's own
+    // position is not known yet, `opened` decides).
+    const known = this.latest !== null;
+    const attached = channel.onStream && (seen === null || (known && compareIds(seen, this.latest) >= 0));
     /** @type {Subscription} */
     const sub = { channel, onEvent, onRefetch: options.onRefetch, onError: options.onError, seen, attached };
     channel.subs.add(sub);
-    if (!attached) this.schedule(); // a reconnect resumes from its position: nothing missed
+    if (!attached && (known || !channel.onStream)) this.schedule();
     return sub;
   }
 
@@ -383,7 +386,7 @@ export class Realtime {
       try {
         listener(state, this.info);
       } catch (error) {
-        reportError(error);
+        rethrowLater(error);
       }
     }
   }
@@ -651,6 +654,17 @@ export class Realtime {
     } else {
       this.pendingCursor = cursor; // the replay follows; trusted once something after it arrives
     }
+    // Subscriptions added to these channels while the stream was opening: those needing nothing
+    // from before its cursor join it; the others wait for a reconnect from their position.
+    let behind = false;
+    for (const channel of channels) {
+      for (const sub of channel.subs) {
+        if (sub.attached) continue;
+        if (sub.seen === null || compareIds(sub.seen, cursor) >= 0) sub.attached = true;
+        else behind = true;
+      }
+    }
+    if (behind) this.schedule();
     this.setState('open', { error: null, retryInMs: null, connected: event });
     for (const sub of refetch) callSafely(sub.onRefetch);
   }
@@ -696,12 +710,12 @@ function callSafely(fn, ...args) {
   try {
     fn(...args);
   } catch (error) {
-    reportError(error);
+    rethrowLater(error);
   }
 }
 
-/** A listener's exception is reported, never allowed to break the stream. @param {unknown} error */
-function reportError(error) {
+/** A listener's exception is reported (as uncaught), never allowed to break the stream. @param {unknown} error */
+function rethrowLater(error) {
   setTimeout(() => { throw error; });
 }
 
