@@ -210,7 +210,7 @@ async function readEventStream(body, { onMessage, onComment, onRetry }) {
  * @property {string} collection
  * @property {string} query
  * @property {Set<Subscription>} subs
- * @property {boolean} onStream true while the open stream carries it
+ * @property {boolean} onStream true while the stream being opened or read carries it
  */
 
 /**
@@ -398,15 +398,14 @@ export class Realtime {
     const controller = new AbortController();
     this.controller = controller;
     while (generation === this.generation) {
-      const channels = [...this.channels.values()];
-      if (channels.length === 0) {
+      if (this.channels.size === 0) {
         this.setState('closed', { retryInMs: null, connected: null, url: null });
         return;
       }
       this.setState('connecting', { retryInMs: null, connected: null });
       let outcome;
       try {
-        outcome = await this.connectOnce(channels, controller.signal);
+        outcome = await this.connectOnce(controller.signal);
       } catch (error) {
         if (generation !== this.generation) return;
         outcome = { error: NETWORK_ERROR };
@@ -433,10 +432,10 @@ export class Realtime {
 
   /**
    * One stream: open it, read it until it ends. Resolves with what to do next.
-   * @param {Channel[]} channels @param {AbortSignal} signal
+   * @param {AbortSignal} signal
    * @returns {Promise<{again?: boolean, fatal?: boolean, error?: RealtimeError, retryAfterMs?: number}>}
    */
-  async connectOnce(channels, signal) {
+  async connectOnce(signal) {
     let token = null;
     try {
       token = await this.currentStreamToken();
@@ -447,8 +446,13 @@ export class Realtime {
       this.endAll(refused);
       return { fatal: true, error: refused };
     }
+    const channels = [...this.channels.values()]; // as they are now, after the wait for a token
+    if (channels.length === 0) return { again: true };
     const resumeFrom = this.resumePoint(channels);
-    for (const channel of channels) for (const sub of channel.subs) sub.attached = true;
+    for (const channel of channels) {
+      channel.onStream = true;
+      for (const sub of channel.subs) sub.attached = true;
+    }
     const params = new URLSearchParams();
     params.set('subscribe', JSON.stringify(Object.fromEntries(
       channels.map((c) => [c.label, { collection: c.collection, query: c.query }]))));
@@ -470,7 +474,6 @@ export class Realtime {
       this.endAll(error);
       return { fatal: true, error };
     }
-    for (const channel of channels) channel.onStream = true;
     await readEventStream(response.body, {
       onMessage: (type, data, id) => this.message(type, data, id, resumeFrom, channels),
       onComment: () => this.settleCursor(),
