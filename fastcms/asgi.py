@@ -22,7 +22,7 @@ from django.core.handlers.asgi import ASGIHandler
 
 from fastcms.logging import install_redaction
 from realtime.conf import realtime_settings
-from realtime.handler import STREAM_PATH, Receive, Scope, Send, StreamHandler
+from realtime.handler import Receive, Scope, Send, StreamHandler, is_stream_request
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class Application:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self.lifespan(receive, send)
-        elif scope["type"] == "http" and STREAM_PATH.match(scope["path"]):
+        elif is_stream_request(scope):
             await self.streams(scope, receive, send)
         else:
             await self.django(scope, receive, send)

@@ -1,7 +1,8 @@
 """Who is asking: the one way stream and presence requests are authenticated.
 
-A request carries a token (`?token=`, or `Authorization: Token|Bearer <key>`, read as the REST
-API reads it), a Django session cookie, or nothing (anonymous). Reading a token or a session
+A request carries a token (`?token=`: an account token or a stream token from
+`realtime.tokens`; or `Authorization: Token|Bearer <key>`, read as the REST API reads it), a
+Django session cookie, or nothing (anonymous). Reading a token or a session
 needs the database, so it runs on a small bounded pool whose threads release their database
 connection when done; an anonymous request needs no database and is answered inline.
 """
@@ -20,6 +21,7 @@ from django.db import close_old_connections
 from django.http import HttpRequest
 
 from collections_app.authentication import TokenAuthentication, user_for_token
+from realtime.tokens import is_stream_token, user_for_stream_token
 
 _pool: ThreadPoolExecutor | None = None
 
@@ -49,7 +51,7 @@ def authenticate(request: HttpRequest) -> Any:
     """
     token = request.GET.get("token")
     if token is not None:
-        return user_for_token(token)
+        return user_for_stream_token(token) if is_stream_token(token) else user_for_token(token)
     found = TokenAuthentication().authenticate(request)
     if found is not None:
         return found[0]

@@ -32,6 +32,7 @@ from realtime.handler import ABANDONED
 from realtime.heartbeat import HeartbeatWheel
 from realtime.registry import CollectionRegistry
 from realtime.subscribers import COLLECTION_GONE, SHUTDOWN, CollectionIndex, Subscriber
+from realtime.subscriptions import LabelIndex, labelled_frame, replay_frame
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,10 @@ class EventBus:
         self.subscribers: set[Subscriber] = set()
         self.global_subs: set[Subscriber] = set()
         self.by_collection: dict[str, CollectionIndex] = {}
+        self.labels = LabelIndex()  # multiplexed streams' labels, apart: ordinary streams pay nothing for them
+        # The newest event id dispatched here (or passed by, with no loop to dispatch on): a new
+        # subscriber receives every later event, so this is its `cursor`. None: none yet.
+        self.cursor: str | None = None
         self.collections = CollectionRegistry()
         self.per_client: Counter[str] = Counter()
         self.closing = False
@@ -107,6 +112,7 @@ class EventBus:
         loop = self.loop
         if loop is None or loop.is_closed():
             self._remember_schema(event)
+            self.cursor = event.id
             return
         try:
             loop.call_soon_threadsafe(self.dispatch, event)
@@ -123,11 +129,14 @@ class EventBus:
         if event.type == COLLECTION_DELETED:
             self.collections.forget(info.id)
             return info
-        if self.collections.remember(info) and info.id in self.by_collection:
-            self.by_collection[info.id].unindex()
+        if self.collections.remember(info):
+            if info.id in self.by_collection:
+                self.by_collection[info.id].unindex()
+            self.labels.unindex(info.id)
         return self.collections.get(info.id) or info
 
     def dispatch(self, event: Event) -> None:
+        self.cursor = event.id
         info = self._remember_schema(event)
         queue_size = realtime_settings.FASTCMS_SSE_QUEUE_SIZE
         if event.type in RECORD_TYPES and info is not None:
@@ -152,10 +161,12 @@ class EventBus:
         elif event.type in PRESENCE_TYPES:
             for sub in self.global_subs:
                 self._deliver(sub, event, PUBLIC, None, queue_size)
+        if self.labels:
+            self._dispatch_labelled(event, info, queue_size)
 
     def _deliver(self, sub: Subscriber, event: Event, form: str, info: CollectionInfo | None, limit: int) -> None:
         if sub.backlog is not None:
-            sub.backlog.append((event, form, info))
+            sub.backlog.append((event, event.frame(form, info)))
             return
         if sub.skip_until is not None:
             # Kept in history before it reached the loop: the replay already sent it.
@@ -163,6 +174,23 @@ class EventBus:
                 return
             sub.skip_until = None  # events arrive in id order: nothing later can be a copy
         sub.push(event.frame(form, info), limit)
+
+    def _dispatch_labelled(self, event: Event, info: CollectionInfo | None, limit: int) -> None:
+        """Multiplexed streams: each gets the event once, naming every label it matched."""
+        shared: dict[Any, bytes] = {}
+        for stream, (form, labels, left) in self.labels.hits(event, info).items():
+            frame = labelled_frame(event, form, info, labels, left, shared)
+            if stream.backlog is not None:
+                stream.backlog.append((event, frame))
+            elif stream.skip_until is None or self.backend.id_key(event.id) > stream.skip_until:
+                stream.skip_until = None
+                stream.push(frame, limit)
+        if event.type == COLLECTION_DELETED and info is not None:
+            # The deleted collection's labels end; a stream left with no label ends too.
+            for label in self.labels.of_collection(info.id):
+                self.labels.drop(label)
+                if not label.stream.subscriptions:
+                    label.stream.close(COLLECTION_GONE)
 
     # --- subscribing (loop thread) --------------------------------------------------------------
 
@@ -189,10 +217,13 @@ class EventBus:
         self.subscribers.add(sub)
         self.heartbeats.schedule(sub, time.monotonic())
         self.per_client[sub.client_key] += 1
-        if sub.collection_id is None:
+        if sub.subscriptions:
+            self.labels.add(sub)
+        elif sub.collection_id is None:
             self.global_subs.add(sub)
         else:
             self.by_collection.setdefault(sub.collection_id, CollectionIndex()).add(sub)
+        sub.cursor = self.cursor if self.cursor is not None else self.backend.last_id()
         if last_event_id is None:
             return [], None
         sub.backlog = []
@@ -209,30 +240,37 @@ class EventBus:
             if frame is not None:
                 frames.append(frame)
             newest = self.backend.id_key(event.id)
-        for event, form, info in backlog:
+        for event, frame in backlog:
             key = self.backend.id_key(event.id)
             if newest is None or key > newest:
-                frames.append(event.frame(form, info))
+                frames.append(frame)
                 newest = key
         sub.skip_until = newest
         return frames, recovered
 
     def _replay_frame(self, sub: Subscriber, event: Event) -> bytes | None:
         """An event from history, checked against the rules and schema as they are now."""
+        if sub.subscriptions:
+            return replay_frame(sub, event, self._current(event.schema))
         if event.type in PRESENCE_TYPES:
             return event.frame() if sub.collection_id is None else None
         info = event.schema
         if info is None or (sub.collection_id is not None and sub.collection_id != info.id):
             return None
-        current = self.collections.get(info.id) or info
-        if current.version < info.version:
-            current = info
+        current = self._current(info)
         if event.type in COLLECTION_TYPES:
             return event.frame(PUBLIC, info) if sub.staff or current.list_rule is not None else None
         if event.type in RECORD_TYPES:
             form = sub.form_for(event, current)
             return event.frame(form, current) if form is not None else None
         return None
+
+    def _current(self, info: CollectionInfo | None) -> CollectionInfo | None:
+        """The newest known version of a collection (the event's own, if it is newer)."""
+        if info is None:
+            return None
+        current = self.collections.get(info.id) or info
+        return info if current.version < info.version else current
 
     def unsubscribe(self, sub: Subscriber) -> None:
         if sub not in self.subscribers:
@@ -241,7 +279,9 @@ class EventBus:
         self.per_client[sub.client_key] -= 1
         if self.per_client[sub.client_key] <= 0:
             del self.per_client[sub.client_key]
-        if sub.collection_id is None:
+        if sub.subscriptions:
+            self.labels.remove(sub)
+        elif sub.collection_id is None:
             self.global_subs.discard(sub)
         else:
             index = self.by_collection.get(sub.collection_id)

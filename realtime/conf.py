@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "FASTCMS_HISTORY_SIZE": 10000,
     "FASTCMS_HISTORY_SECONDS": 600.0,
     "FASTCMS_COLLECTIONS_REFRESH": 5.0,
+    "FASTCMS_STREAM_TOKEN_SECONDS": 300.0,  # lifetime of a stream token (realtime.tokens)
     "FASTCMS_PRESENCE_ANONYMOUS": True,  # read by the stream checks, so it lives here
 }
 

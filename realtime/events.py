@@ -152,6 +152,21 @@ class Event:
             frame = self.frames[key] = f"id: {self.id}\nevent: {self.type}\ndata: {envelope}\n\n".encode()
         return frame
 
+    def labelled_frame(
+        self, form: str, schema: CollectionInfo | None, labels: tuple[str, ...], left: tuple[str, ...]
+    ) -> bytes:
+        """The frame of a multiplexed stream: the envelope plus `subscriptions` (the labels it is
+        sent for) and `left` (those whose live query, or view, the record has just left).
+
+        Built from the cached body, but not cached itself: label sets are per stream, and an
+        event kept in history must not keep one frame per stream (the caller shares frames
+        among the streams of one dispatch).
+        """
+        body = self.body(form, schema)
+        extra = f',"subscriptions":{dumps(labels)},"left":{dumps(left)}}}'
+        envelope = '{"id":' + dumps(self.id) + "," + body[1:-1] + extra
+        return f"id: {self.id}\nevent: {self.type}\ndata: {envelope}\n\n".encode()
+
     def to_wire(self) -> str:
         """The event as JSON for other processes (without its id, which the log assigns)."""
         return dumps(
@@ -186,8 +201,11 @@ def retry_frame(milliseconds: int) -> bytes:
     return f"retry: {milliseconds}\n\n".encode()
 
 
-def connected_frame(data: dict[str, Any], collection: str | None) -> bytes:
-    """`connected` has no `id:` line, so the browser keeps its last event id."""
+def connected_frame(data: dict[str, Any], collection: str | None, labels: tuple[str, ...] | None = None) -> bytes:
+    """`connected` has no `id:` line, so the browser keeps its last event id.
+
+    On a multiplexed stream (`labels` given) its envelope lists every label in `subscriptions`.
+    """
     envelope = {
         "id": None,
         "type": "connected",
@@ -196,6 +214,9 @@ def connected_frame(data: dict[str, Any], collection: str | None) -> bytes:
         "data": data,
         "timestamp": now_iso(),
     }
+    if labels is not None:
+        envelope["subscriptions"] = list(labels)
+        envelope["left"] = []
     return f"event: connected\ndata: {dumps(envelope)}\n\n".encode()
 
 

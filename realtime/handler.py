@@ -30,10 +30,20 @@ ABANDONED = "fastcms: stream abandoned"
 logger = logging.getLogger(__name__)
 
 STREAM_PATH = re.compile(r"^/api/v1/realtime(/[^/]+)?/?$")
+STREAM_URLCONF = "realtime.stream_urls"
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def is_stream_request(scope: Scope) -> bool:
+    """Whether `StreamHandler` serves the request: GETs (and HEAD, OPTIONS) on the stream paths.
+
+    A POST there goes to Django's handler: `POST /api/v1/realtime/tokens` is a REST endpoint
+    (session and CSRF included), and any other POST is a 405 from the stream view.
+    """
+    return scope["type"] == "http" and scope.get("method") != "POST" and STREAM_PATH.match(scope["path"]) is not None
 
 
 def _async_capable(path: str) -> bool:
@@ -80,6 +90,7 @@ class StreamHandler(ASGIHandler):
         request, error = self.create_request(scope, body)
         response = error
         if request is not None:
+            request.urlconf = STREAM_URLCONF
             task = asyncio.current_task()
             watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(receive, task))
             try:

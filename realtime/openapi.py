@@ -18,7 +18,8 @@ _STREAM_PARAMETERS = [
         "name": "token",
         "in": "query",
         "schema": {"type": "string"},
-        "description": "API token (EventSource cannot send headers).",
+        "description": "API token, or a stream token from POST /api/v1/realtime/tokens (EventSource cannot "
+        "send headers; a stream token keeps the account token out of URLs).",
     },
     {"name": "user_id", "in": "query", "schema": {"type": "string"}, "description": "Presence identity."},
     {
@@ -34,6 +35,14 @@ _STREAM_PARAMETERS = [
         "description": "Resume after this event id (the `Last-Event-ID` header wins).",
     },
 ]
+_SUBSCRIBE = {
+    "name": "subscribe",
+    "in": "query",
+    "schema": {"type": "string"},
+    "description": 'Several live queries on one stream, as JSON: `{"<label>": {"collection": "<name or *>", '
+    '"query": "<query>"}}` (at most 20 labels of `[A-Za-z0-9_-]{1,32}`; not with `query`). Each event is sent '
+    "once, with `subscriptions` (the labels it matched) and `left` (those whose query the record left).",
+}
 _STREAM_RESPONSES = {
     "200": {
         "description": "`text/event-stream`: `connected`, then record.*, collection.* and user.* events",
@@ -48,9 +57,9 @@ def paths() -> dict[str, Any]:
         "/api/v1/realtime": {
             "get": {
                 "operationId": "realtime_stream",
-                "summary": "Events of every collection you may list, and presence",
+                "summary": "Events of every collection you may list, and presence; or several live queries",
                 "tags": ["realtime"],
-                "parameters": _STREAM_PARAMETERS,
+                "parameters": [*_STREAM_PARAMETERS, _SUBSCRIBE],
                 "responses": _STREAM_RESPONSES,
             }
         },

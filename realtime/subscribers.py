@@ -38,6 +38,7 @@ class Subscriber:
         "collection_id",
         "collection_name",
         "compiled",
+        "cursor",
         "index_key",
         "kind",
         "last_write",
@@ -50,6 +51,7 @@ class Subscriber:
         "sending",
         "skip_until",
         "staff",
+        "subscriptions",
         "task",
         "waiter",
     )
@@ -82,9 +84,11 @@ class Subscriber:
         self.task: asyncio.Task[Any] | None = None
         self.compiled: dict[str, tuple[str, Condition | None, Condition]] = {}
         self.index_key: tuple[str, Any] | None = None
-        self.backlog: list[tuple[Event, str, CollectionInfo | None]] | None = None
+        self.backlog: list[tuple[Event, bytes]] | None = None  # (event, frame) dispatched during a replay
         self.skip_until: tuple[int, int] | None = None  # newest replayed id: later live copies are dropped
         self.presence: Any = None
+        self.subscriptions: tuple[Any, ...] = ()  # a multiplexed stream's labelled subscriptions
+        self.cursor = "0"  # the newest event id when the bus registered it: it receives every later one
         # Subscribers of one kind see every event alike: dispatch decides once per kind. A string,
         # so its hash is computed once.
         self.kind = "\x00".join(map(str, (auth.id, auth.username, staff, self.lenient, repr(query))))

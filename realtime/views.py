@@ -9,6 +9,7 @@ the stream starts: an open stream holds neither a thread nor a connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from typing import Any
 from django.db import close_old_connections
 from django.dispatch import Signal
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import AuthenticationFailed
 
 from collections_app.models import Collection, new_id
@@ -29,6 +31,7 @@ from realtime.bus import AdmissionError, get_bus
 from realtime.conf import realtime_settings
 from realtime.events import PING_FRAME, CollectionInfo, connected_frame, retry_frame
 from realtime.subscribers import Subscriber
+from realtime.subscriptions import LabelPlan, SubscribeError, Subscription, check_subscriptions
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,11 @@ class StreamPlan:
     client_key: str
     last_event_id: str | None
     compiled: tuple[Condition | None, Condition] | None = None  # (list rule, query) of a one-collection stream
+    subscriptions: list[LabelPlan] | None = None  # the labels of a multiplexed stream (`?subscribe=`)
+
+
+class NeedsDatabase(Exception):
+    """An inline preparation met a collection the registry does not know: prepare on the pool."""
 
 
 def _refuse_anonymous_or(user: Any, code: str, detail: str) -> StreamRefused:
@@ -78,14 +86,15 @@ def inline_collection(request: HttpRequest, name: str | None) -> CollectionInfo 
     """What an inline (no database) preparation would use, or False when the database is needed.
 
     Returns the collection (None for the all-collections stream) when no token or session has
-    to be checked and the registry knows the collection.
+    to be checked and the registry knows the collection. A multiplexed stream's collections are
+    looked up by `prepare_stream`, which raises NeedsDatabase when the registry lacks one.
     """
     if has_credentials(request):
         return False
     registry = get_bus().collections
     if registry.stale():
         return False
-    if name is None:
+    if name is None or "subscribe" in request.GET:
         return None
     return registry.named(name) or False
 
@@ -107,24 +116,42 @@ def prepare_stream(
         staff = is_staff(user)
         auth = Auth.of(user)
         bus = get_bus()
-        info = known
-        if on_pool:
-            registry = bus.collections
-            fresh: dict[str, CollectionInfo] | None = None
-            if registry.stale():
-                read_at = time.monotonic()
-                infos = [CollectionInfo.of(c) for c in Collection.objects.all()]
-                if bus.loop is not None:
-                    bus.loop.call_soon_threadsafe(registry.replace_all, infos, read_at)
-                fresh = {info.name: info for info in infos}
-            if name is not None:
-                info = fresh.get(name) if fresh is not None else registry.by_name.get(name)
-                if info is None and fresh is None:
-                    # Created an instant ago (its event may not have arrived yet), or really unknown.
-                    found = Collection.objects.filter(name=name).first()
-                    info = CollectionInfo.of(found) if found is not None else None
+        registry = bus.collections
+        fresh: dict[str, CollectionInfo] | None = None
+        if on_pool and registry.stale():
+            read_at = time.monotonic()
+            infos = [CollectionInfo.of(c) for c in Collection.objects.all()]
+            if bus.loop is not None:
+                bus.loop.call_soon_threadsafe(registry.replace_all, infos, read_at)
+            fresh = {info.name: info for info in infos}
+
+        def find(collection_name: str) -> CollectionInfo | None:
+            if not on_pool:
+                if (inline := registry.named(collection_name)) is None:
+                    raise NeedsDatabase
+                return inline
+            if fresh is not None:
+                return fresh.get(collection_name)
+            found = registry.by_name.get(collection_name)
+            if found is None:
+                # Created an instant ago (its event may not have arrived yet), or really unknown.
+                row = Collection.objects.filter(name=collection_name).first()
+                found = CollectionInfo.of(row) if row is not None else None
+            return found
+
+        info = find(name) if on_pool and name is not None else known
         if name is not None and info is None:
             raise StreamRefused(404, "not_found", f"Collection '{name}' not found.")
+        subscriptions = None
+        if "subscribe" in params:
+            if name is not None:
+                raise StreamRefused(400, "invalid_parameter", "subscribe is accepted on /api/v1/realtime only.")
+            if "query" in params:
+                raise StreamRefused(400, "invalid_parameter", "Give either query or subscribe, not both.")
+            try:
+                subscriptions = check_subscriptions(params["subscribe"], user=user, auth=auth, staff=staff, find=find)
+            except SubscribeError as exc:
+                raise StreamRefused(exc.status, exc.code, exc.detail, **exc.extra) from None
         query_text = params.get("query")
         last_event_id = request.headers.get("Last-Event-ID") or params.get("last_event_id") or None
         for key, value in (
@@ -158,6 +185,7 @@ def prepare_stream(
             client_key=f"user:{user.pk}" if user.is_authenticated else f"ip:{request.META.get('REMOTE_ADDR', '')}",
             last_event_id=last_event_id,
             compiled=compiled,
+            subscriptions=subscriptions,
         )
     finally:
         if on_pool:
@@ -181,11 +209,13 @@ def _presence_identity(
     return user_id, user_name or None
 
 
+@csrf_exempt  # read-only (other methods are a JSON 405), and Django's CSRF page is HTML
 async def stream_all(request: HttpRequest) -> HttpResponse:
     """Every event of every collection the caller may list, plus presence."""
     return await _stream(request, None)
 
 
+@csrf_exempt
 async def stream_collection(request: HttpRequest, name: str) -> HttpResponse:
     """The events of one collection."""
     return await _stream(request, name)
@@ -201,10 +231,12 @@ async def _stream(request: HttpRequest, name: str | None) -> HttpResponse:
     loop = asyncio.get_running_loop()
     try:
         known = inline_collection(request, name)
-        if known is False:
+        plan = None
+        if known is not False:
+            with contextlib.suppress(NeedsDatabase):
+                plan = prepare_stream(request, name, on_pool=False, known=known)
+        if plan is None:
             plan = await loop.run_in_executor(auth_pool(), prepare_stream, request, name)
-        else:
-            plan = prepare_stream(request, name, on_pool=False, known=known)
     except StreamRefused as refused:
         return refused.response()
     sub = Subscriber(
@@ -216,6 +248,8 @@ async def _stream(request: HttpRequest, name: str | None) -> HttpResponse:
         client_key=plan.client_key,
         compiled=plan.compiled,
     )
+    if plan.subscriptions:
+        sub.subscriptions = tuple(Subscription(stream=sub, plan=item) for item in plan.subscriptions)
     try:
         replay, recovered = await bus.subscribe(sub, plan.last_event_id)
     except AdmissionError as refused:
@@ -233,10 +267,12 @@ async def _stream(request: HttpRequest, name: str | None) -> HttpResponse:
         "user_id": plan.user_id,
         "last_event_id": plan.last_event_id,
         "recovered": recovered,
+        "cursor": sub.cursor,
     }
+    labels = tuple(item.label for item in plan.subscriptions) if plan.subscriptions else None
     prelude = (
         retry_frame(realtime_settings.FASTCMS_SSE_RETRY_MS)
-        + connected_frame(connected, connected["collection"])
+        + connected_frame(connected, connected["collection"], labels)
         + b"".join(replay)
     )
     return EventStreamResponse(sub, prelude)

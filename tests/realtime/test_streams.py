@@ -36,12 +36,13 @@ def test_stream_opens_with_headers_retry_and_connected(
     assert envelope["type"] == "connected"
     assert envelope["record_id"] is None
     data = envelope["data"]
-    assert set(data) == {"client_id", "collection", "query", "user_id", "last_event_id", "recovered"}
+    assert set(data) == {"client_id", "collection", "query", "user_id", "last_event_id", "recovered", "cursor"}
     assert data["collection"] == "products"
     assert data["query"] == "price>100"
     assert data["user_id"] is None
     assert data["last_event_id"] is None
     assert data["recovered"] is None
+    assert isinstance(data["cursor"], str)
     assert envelope["timestamp"].endswith("Z")
 
 

@@ -1,18 +1,12 @@
-// FastCMS live console: one EventSource for the chosen stream, one for presence, plain DOM.
+// FastCMS live console, on the browser client (/static/fastcms/realtime.js): one client for the
+// chosen stream, one (anonymous) for the presence list; plain DOM.
 // Every value from the server is written with textContent or setAttribute, never as HTML.
-'use strict';
+import { createRealtime } from '../fastcms/realtime.js';
 
 (() => {
-  const EVENT_TYPES = [
-    'record.created', 'record.updated', 'record.deleted',
-    'collection.created', 'collection.updated', 'collection.deleted',
-    'user.joined', 'user.left',
-  ];
   const SYSTEM_KEYS = new Set(['id', 'collection', 'created', 'updated']);
   const MAX_ROWS = 300;
   const SUMMARY_LENGTH = 140;
-  const RETRY_MIN_MS = 2000;
-  const RETRY_MAX_MS = 30000;
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -129,11 +123,8 @@
 
   // --- the stream ---------------------------------------------------------------------------
 
-  let source = null; // the open EventSource, or null
-  let probe = null; // the AbortController of a fetch reading why the stream failed
-  let retryTimer = null;
-  let retryDelay = 0;
-  let attempt = 0; // bumped by every Connect and Disconnect, so stale answers are dropped
+  let client = null; // the Realtime client of the chosen stream, or null
+  let opened = false; // whether this connection has been open (a later wait is a reconnect)
 
   function setState(state) {
     ui.state.textContent = state;
@@ -141,99 +132,47 @@
     ui.disconnect.disabled = state === 'closed';
   }
 
-  function streamUrl() {
-    const name = chosenCollection();
-    const path = name ? `/api/v1/realtime/${encodeURIComponent(name)}` : '/api/v1/realtime';
-    const params = new URLSearchParams();
-    const fields = { query: ui.query, user_id: ui.userId, user_name: ui.userName, token: ui.token };
-    for (const [key, input] of Object.entries(fields)) {
-      if (input.value.trim()) params.set(key, input.value.trim());
+  function describe(error, retryInMs) {
+    const text = error.status ? `${error.status}: ${error.detail}` : error.detail;
+    const where = typeof error.position === 'number' ? ` (at position ${error.position})` : '';
+    const retry = retryInMs !== null ? ` Retrying in ${Math.round(retryInMs / 100) / 10} s.` : '';
+    return `${text}${where}${retry}`;
+  }
+
+  // The client's state, in the console's words: connecting, connected, reconnecting, closed.
+  function showState(state, info) {
+    if (state === 'open') {
+      opened = true;
+      setState('connected');
+      showMessage(ui.streamError, '');
+      if (info.connected) addEvent(info.connected);
+    } else if (state === 'connecting') {
+      setState(opened || info.retryInMs !== null ? 'reconnecting' : 'connecting');
+      if (info.error) showMessage(ui.streamError, describe(info.error, info.retryInMs), 'error');
+    } else {
+      setState('closed');
+      if (info.error) showMessage(ui.streamError, describe(info.error, null), 'error');
     }
-    const search = params.toString();
-    return search ? `${path}?${search}` : path;
+    if (info.url) ui.streamUrl.textContent = `GET ${info.url}`;
   }
 
   function connect() {
     stop();
-    retryDelay = 0;
     showMessage(ui.streamError, '');
-    const url = streamUrl();
-    ui.streamUrl.textContent = `GET ${url.replace(/([?&]token=)[^&]*/, '$1…')}`;
-    open(url);
-  }
-
-  function open(url) {
-    setState('connecting');
-    const es = new EventSource(url);
-    source = es;
-    es.addEventListener('connected', (e) => {
-      if (source !== es) return;
-      retryDelay = 0;
-      setState('connected');
-      showMessage(ui.streamError, '');
-      addEvent(JSON.parse(e.data));
+    const value = (input) => input.value.trim() || undefined;
+    client = createRealtime({
+      token: value(ui.token), userId: value(ui.userId), userName: value(ui.userName), onStateChange: showState,
     });
-    for (const type of EVENT_TYPES) {
-      es.addEventListener(type, (e) => {
-        if (source === es) addEvent(JSON.parse(e.data));
-      });
-    }
-    es.onerror = () => {
-      if (source !== es) return;
-      if (es.readyState === EventSource.CLOSED) {
-        // The browser gives up on a non-200 answer without showing it: read it ourselves.
-        source = null;
-        explainFailure(url);
-      } else {
-        setState('reconnecting'); // a dropped stream: the browser resumes with Last-Event-ID
-      }
-    };
-  }
-
-  async function explainFailure(url) {
-    const mine = attempt;
-    const controller = new AbortController();
-    probe = controller;
-    let response;
-    let message;
-    try {
-      response = await fetch(url, { headers: { Accept: 'application/json' }, cache: 'no-store', signal: controller.signal });
-      if (!response.ok) message = `${response.status}: ${await errorMessage(response)}`;
-    } catch {
-      if (mine === attempt) retryLater(url, 'The server cannot be reached.');
-      return;
-    }
-    if (mine !== attempt) return;
-    probe = null;
-    if (response.ok) {
-      controller.abort(); // the stream would open now: let the EventSource take it
-      retryLater(url, '');
-    } else if (response.status < 500) {
-      setState('closed'); // the same request would fail the same way
-      showMessage(ui.streamError, message, 'error');
-    } else {
-      retryLater(url, message);
-    }
-  }
-
-  function retryLater(url, message) {
-    retryDelay = Math.min(RETRY_MAX_MS, retryDelay ? retryDelay * 2 : RETRY_MIN_MS);
-    setState('reconnecting');
-    if (message) showMessage(ui.streamError, `${message} Retrying in ${retryDelay / 1000} s.`, 'error');
-    retryTimer = setTimeout(() => {
-      retryTimer = null;
-      open(url);
-    }, retryDelay);
+    opened = false;
+    // A failed resume shows in the `connected` row ("history too old"); the events go on.
+    client.subscribe(chosenCollection() || '*', ui.query.value.trim(), addEvent, {
+      onError: (error) => showMessage(ui.streamError, describe(error, null), 'error'),
+    });
   }
 
   function stop() {
-    attempt += 1;
-    if (retryTimer !== null) clearTimeout(retryTimer);
-    retryTimer = null;
-    if (probe) probe.abort();
-    probe = null;
-    if (source) source.close();
-    source = null;
+    if (client) client.close();
+    client = null;
     setState('closed');
   }
 
@@ -281,13 +220,9 @@
     }
   }
 
-  // --- presence -----------------------------------------------------------------------------
+  // --- presence ---------------------------------------------------------------------------
 
-  const present = new Map();
-  let presenceSource = null;
-
-  function renderPresence() {
-    const users = [...present.values()].sort((a, b) => (a.user_id < b.user_id ? -1 : 1));
+  function renderPresence(users) {
     const items = users.map((user) => {
       const item = el('li', 'user');
       item.dataset.userId = user.user_id;
@@ -303,56 +238,16 @@
     if (ui.selfPresence) ui.selfPresence.hidden = !(viewerId && present.has(viewerId));
   }
 
-  async function loadPresence() {
-    const response = await fetch('/api/v1/presence', { headers: { Accept: 'application/json' }, cache: 'no-store' });
-    if (!response.ok) throw new Error(await errorMessage(response));
-    const body = await response.json();
-    present.clear();
-    for (const user of body.users) present.set(user.user_id, user);
-    renderPresence();
-    return response.headers.get('X-Last-Event-ID');
-  }
-
-  // Snapshot, then a stream from the snapshot's event id: no join or leave is missed between them.
-  async function watchPresence() {
-    let since;
-    try {
-      since = await loadPresence();
-    } catch (error) {
-      ui.presenceState.textContent = `unavailable: ${error.message}`;
-      setTimeout(watchPresence, RETRY_MAX_MS / 3);
-      return;
-    }
-    // Only user.* events are wanted here; no record has an empty id, so record events stay away.
-    const params = new URLSearchParams({ query: 'id=""' });
-    if (since) params.set('last_event_id', since);
-    const es = new EventSource(`/api/v1/realtime?${params}`);
-    presenceSource = es;
-    es.addEventListener('connected', (e) => {
-      ui.presenceState.textContent = 'live';
-      if (JSON.parse(e.data).data.recovered === false) {
-        // Joins and leaves were missed (history too old): the list is reloaded instead.
-        loadPresence().catch((error) => {
-          ui.presenceState.textContent = `unavailable: ${error.message}`;
-        });
-      }
+  // The snapshot, then the stream from the snapshot's event id: no join or leave is missed.
+  function watchPresence() {
+    const watcher = createRealtime({
+      onStateChange: (state, info) => {
+        if (state === 'open') ui.presenceState.textContent = 'live';
+        else if (info.error) ui.presenceState.textContent = `unavailable: ${info.error.detail}`;
+        else if (state === 'connecting') ui.presenceState.textContent = 'reconnecting…';
+      },
     });
-    es.addEventListener('user.joined', (e) => {
-      const user = JSON.parse(e.data).data;
-      present.set(user.user_id, user);
-      renderPresence();
-    });
-    es.addEventListener('user.left', (e) => {
-      present.delete(JSON.parse(e.data).data.user_id);
-      renderPresence();
-    });
-    es.onerror = () => {
-      ui.presenceState.textContent = 'reconnecting…';
-      if (es.readyState === EventSource.CLOSED && presenceSource === es) {
-        presenceSource = null;
-        setTimeout(watchPresence, RETRY_MAX_MS / 3);
-      }
-    };
+    watcher.presence(renderPresence);
   }
 
   // --- wiring -------------------------------------------------------------------------------
@@ -372,6 +267,6 @@
   });
   setState('closed');
   updateEventCount();
-  renderPresence();
+  renderPresence([]);
   watchPresence();
 })();
