@@ -8,7 +8,6 @@ the API and the streams by a real server. React and ReactDOM come from tests/e2e
 from __future__ import annotations
 
 import json
-import os
 import random
 import threading
 import time
@@ -24,8 +23,8 @@ from django.contrib.auth.models import User
 from collections_app import services
 from collections_app.models import Collection
 from tests.conftest import LIVE_DEFAULTS, http_for, token_of
+from tests.e2e.browsing import WAIT_MS
 from tests.e2e.tcp_proxy import TcpProxy
-from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS
 from tests.live import Server, free_port, wait_until
 
 try:
@@ -119,27 +118,6 @@ function App() {
 
 ReactDOM.createRoot(document.getElementById('root')).render(h(React.StrictMode, null, h(App)));
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if sync_playwright is None:
-        pytest.skip("the playwright package is not installed (pip install -r requirements-dev.txt)")
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's loop runs in this thread
-    playwright = sync_playwright().start()
-    try:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-    finally:
-        playwright.stop()
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 class ClientPage:

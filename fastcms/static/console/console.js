@@ -235,7 +235,7 @@ import { createRealtime } from '../fastcms/realtime.js';
     ui.presence.replaceChildren(...items);
     ui.presenceCount.textContent = String(users.length);
     ui.presenceEmpty.hidden = users.length > 0;
-    if (ui.selfPresence) ui.selfPresence.hidden = !(viewerId && present.has(viewerId));
+    if (ui.selfPresence) ui.selfPresence.hidden = !(viewerId && users.some((user) => user.user_id === viewerId));
   }
 
   // The snapshot, then the stream from the snapshot's event id: no join or leave is missed.
