@@ -7,8 +7,14 @@ from urllib.parse import urlencode
 import pytest
 from django.contrib.auth.models import User
 
+from collections_app.models import new_id
 from tests.conftest import http_for, token_of
 from tests.live import Server, SSEClient
+
+
+def unique_name(base: str) -> str:
+    """A collection name no other test uses: servers outlive tests, and remember collections by name."""
+    return f"{base}_{new_id()[:8]}"
 
 
 @pytest.fixture
