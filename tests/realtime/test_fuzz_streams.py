@@ -28,8 +28,7 @@ from tests.fuzzing import (
     stored_as,
     url_component,
 )
-from tests.live import Server, SSEClient
-from tests.realtime.conftest import unique_name
+from tests.live import Server, SSEClient, unique_name
 
 FIELDS = [
     {"name": "title", "type": "text", "options": {"max_length": 30}},

@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 
 from realtime.bus import parse_id
 from tests.live import Server, SSEClient, wait_until
-from tests.realtime.conftest import PRODUCT_FIELDS
+from tests.realtime.conftest import PRODUCT_FIELDS, stream_of
 
 
 def presence_users(server: Server) -> set[str]:
@@ -53,10 +53,10 @@ def test_parse_id_reads_issued_ids() -> None:
 def test_an_event_id_the_server_could_not_have_issued_is_not_in_history(
     live: Server, open_stream: Any, make_live_collection: Any
 ) -> None:
-    make_live_collection("products", PRODUCT_FIELDS, list_rule="")
+    products = make_live_collection("products", PRODUCT_FIELDS, list_rule="")
     for event_id in FOREIGN_IDS:
         for stream in (
-            open_stream(live, "/api/v1/realtime/products", last_event_id=event_id),
+            open_stream(live, stream_of(products), last_event_id=event_id),
             open_stream(live, "/api/v1/realtime", headers={"Last-Event-ID": event_id.encode("utf-8")}),
         ):
             assert stream.status == 200, (event_id, stream.body)
