@@ -263,3 +263,25 @@ def test_a_host_not_allowed_is_400_json_under_api_only(anon: APIClient, products
     page = anon.get("/admin/login/", HTTP_HOST="evil.example")
     assert page.status_code == 400
     assert page["Content-Type"].startswith("text/html")
+
+
+def test_django_csrf_failures_and_403s_under_api_are_json(staff: User, db: None) -> None:
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(staff)
+    refused = client.post("/api/v1/presence")  # a plain Django view: Django's CSRF middleware answers
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "csrf_failed"
+    page = client.post("/admin/logout/")
+    assert page.status_code == 403
+    assert page["Content-Type"].startswith("text/html")
+
+
+def test_django_error_handlers_answer_json_under_api_only(rf: Any) -> None:
+    from django.core.exceptions import PermissionDenied, SuspiciousOperation
+
+    from fastcms.errors import json_or_html_400, json_or_html_403
+
+    assert json_or_html_403(rf.get("/api/v1/x"), PermissionDenied()).status_code == 403
+    assert json.loads(json_or_html_403(rf.get("/api/v1/x"), PermissionDenied()).content)["code"] == "permission_denied"
+    assert json.loads(json_or_html_400(rf.get("/api/v1/x"), SuspiciousOperation()).content)["code"] == "bad_request"
+    assert json_or_html_400(rf.get("/admin/"), SuspiciousOperation())["Content-Type"].startswith("text/html")
