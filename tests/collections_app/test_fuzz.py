@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from hypothesis import event, given
+from hypothesis import assume, event, given
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
@@ -332,6 +332,8 @@ def test_list_parameters_of_any_shape(world: dict[str, Any], parameters: list[tu
 def test_ids_and_headers_of_any_shape(
     world: dict[str, Any], method: str, collection: str, record: Any, authorization: Any, body: Any
 ) -> None:
+    # Staff may really replace or delete `things`; the other checks need it as it is.
+    assume(not (authorization == "@staff" and record is None and method != "get"))
     client = APIClient()
     if authorization == "@staff":
         client = world["api"]
