@@ -181,7 +181,7 @@ def compile_pattern(pattern: str) -> Any:
 
 def _opt_pattern(value: Any) -> str:
     if not isinstance(value, str) or len(value) > 1000 or text_problem(value):
-        raise FieldValueError("must be a regular expression of at most 1000 characters.")
+        raise FieldValueError("must be a regular expression (valid Unicode) of at most 1000 characters.")
     compile_pattern(value)
     return value
 
@@ -437,7 +437,7 @@ def check_value(spec: FieldSpec, value: Any) -> Any:
             raise FieldValueError(f"Ensure this field has at least {options['min_length']} characters.")
         if "max_length" in options and len(normalized) > options["max_length"]:
             raise FieldValueError(f"Ensure this field has no more than {options['max_length']} characters.")
-        if "pattern" in options and not compile_pattern(options["pattern"]).search(normalized):
+        if "pattern" in options and not _matches(options["pattern"], normalized):
             raise FieldValueError(f"Must match the pattern {options['pattern']!r}.")
     elif spec.type == "number":
         if options.get("integer") and not float(normalized).is_integer():
@@ -449,6 +449,14 @@ def check_value(spec: FieldSpec, value: Any) -> Any:
     elif spec.type == "select" and normalized not in options["values"]:
         raise FieldValueError(f"'{normalized}' is not one of: {', '.join(options['values'])}.")
     return normalized
+
+
+def _matches(pattern: str, text: str) -> bool:
+    try:
+        compiled = compile_pattern(pattern)
+    except FieldValueError:  # stored before patterns ran on RE2, and never re-validated since
+        raise FieldValueError(f"This field's pattern {pattern!r} cannot be run; a staff user must change it.") from None
+    return compiled.search(text) is not None
 
 
 def is_blank(spec: FieldSpec, value: Any) -> bool:

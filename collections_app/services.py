@@ -4,9 +4,8 @@ Each function runs in a transaction. Model signals (`realtime.signals`) turn the
 changes into events; `records_bulk_create` sends `collections_app.signals.records_bulk_created`
 because `bulk_create` sends no model signals.
 
-`user=None` means a trusted caller (Python code): no access rule is checked. Otherwise rules
-apply as SPEC section 4 says: Http404 when the caller may not view the record, PermissionDenied
-when a rule does not hold.
+`user=None` means a trusted caller (Python code): no access rule is checked. Otherwise the rules
+apply: Http404 when the caller may not view the record, PermissionDenied when a rule does not hold.
 """
 
 from __future__ import annotations

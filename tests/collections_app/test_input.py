@@ -230,6 +230,15 @@ def test_patterns_match_as_before(staff_api: APIClient, make_collection: Any) ->
     assert "slug" in refused.json()
 
 
+def test_a_stored_pattern_re2_cannot_run_refuses_writes_with_a_400(staff_api: APIClient, db: None) -> None:
+    """A pattern saved before patterns ran on RE2 (never through the services now)."""
+    field = {"name": "slug", "type": "text", "options": {"pattern": "(a)\\1"}}
+    Collection.objects.create(name="legacy", fields=[field], create_rule="")
+    response = staff_api.post("/api/v1/collections/legacy/records/", {"slug": "aa"}, format="json")
+    assert response.status_code == 400
+    assert "cannot be run" in response.json()["slug"][0]
+
+
 # --- errors as JSON -----------------------------------------------------------------------------
 
 

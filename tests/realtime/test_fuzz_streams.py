@@ -51,7 +51,7 @@ parameter_values = st.one_of(
 )
 parameters = st.lists(
     st.tuples(
-        st.one_of(st.sampled_from(["query", "user_id", "user_name", "token", "last_event_id"]), url_component),
+        st.one_of(*[st.sampled_from(["query", "user_id", "user_name", "token", "last_event_id"])] * 4, url_component),
         parameter_values,
     ),
     max_size=4,
