@@ -136,7 +136,7 @@ def check_collection_still_serves(world: dict[str, Any], count: int) -> None:
 
 
 @pytest.mark.django_db
-@fuzz_settings(200)
+@fuzz_settings(150)
 @given(
     method=st.sampled_from(["post", "post", "put", "patch"]),
     body=record_bodies,
@@ -239,7 +239,7 @@ def expected_field(sent: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.django_db
-@fuzz_settings(150)
+@fuzz_settings(100)
 @given(
     name=st.one_of(st.just("fuzzed"), short_text),
     fields=st.one_of(field_lists, st.lists(plausible_fields, max_size=4)),
@@ -294,7 +294,7 @@ parameter_names = st.one_of(
 
 
 @pytest.mark.django_db
-@fuzz_settings(300)
+@fuzz_settings(200)
 @given(
     parameters=st.lists(st.tuples(parameter_names, parameter_values), max_size=5),
     who=st.sampled_from(["staff", "anonymous"]),

@@ -206,7 +206,7 @@ def replayed(
 
 
 @pytest.mark.django_db(transaction=True)
-@fuzz_settings(60)
+@fuzz_settings(40)
 @given(
     body=bodies,
     raw=st.one_of(st.none(), raw_bodies),
