@@ -1,4 +1,5 @@
-"""Token authentication accepting both `Authorization: Token <key>` and `Bearer <key>`."""
+"""Token authentication accepting both `Authorization: Token <key>` and `Bearer <key>`, and the
+Django session (whose CSRF failures are a 403 of their own)."""
 
 from typing import Any
 
@@ -21,7 +22,29 @@ class TokenAuthentication(authentication.TokenAuthentication):
             raise exceptions.AuthenticationFailed("Invalid token header: the token has invalid characters.") from None
         return self.authenticate_credentials(key)
 
+    def authenticate_credentials(self, key: str) -> tuple[Any, Token]:
+        # No stored key is longer or holds NUL (which PostgreSQL cannot even compare): no query.
+        if len(key) > Token._meta.get_field("key").max_length or "\x00" in key:
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        return super().authenticate_credentials(key)
+
 
 def user_for_token(key: str) -> Any:
     """The active user a token belongs to; AuthenticationFailed when it is unknown or inactive."""
     return TokenAuthentication().authenticate_credentials(key)[0]
+
+
+class CsrfFailed(exceptions.PermissionDenied):
+    """A session write without its CSRF token: 403 `csrf_failed` (never taken for a missing login)."""
+
+    default_code = "csrf_failed"
+
+
+class SessionAuthentication(authentication.SessionAuthentication):
+    """DRF's session authentication, whose CSRF failure is told apart from other refusals."""
+
+    def enforce_csrf(self, request: Any) -> None:
+        try:
+            super().enforce_csrf(request)
+        except exceptions.PermissionDenied as exc:
+            raise CsrfFailed(str(exc.detail)) from None

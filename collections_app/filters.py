@@ -15,6 +15,7 @@ from django.db.models import F, QuerySet
 from rest_framework import exceptions
 
 from collections_app import expressions as sql
+from collections_app.inputs import MAX_IN_VALUES
 from collections_app.models import Collection
 from collections_app.query import (
     JSON,
@@ -29,6 +30,8 @@ from collections_app.query import (
     db_value,
 )
 from collections_app.schema import SYSTEM_FIELDS, FieldSpec, FieldValueError
+
+MAX_FILTERS = 32  # filter parameters per request, like the query language's 32 comparisons
 
 LOOKUPS_BY_TYPE = {
     "number": ("exact", "gt", "gte", "lt", "lte", "in"),
@@ -65,6 +68,8 @@ class ConditionField(forms.CharField):
         if value in (None, ""):
             return None
         texts = value.split(",") if self.lookup == "in" else [value]
+        if len(texts) > MAX_IN_VALUES:
+            raise forms.ValidationError(f"'in' takes at most {MAX_IN_VALUES} comma-separated values.")
         op = OPERATOR_OF_LOOKUP.get(self.lookup, "=")
         tests: list[Condition] = []
         for text in texts:
@@ -95,6 +100,13 @@ def build_filterset(collection: Collection, *, show_hidden: bool) -> type[django
             filters[name] = ConditionFilter(field_name=spec.name, spec=spec, lookup=lookup, help_text=help_text)
     meta = type("Meta", (), {"model": None, "fields": []})
     return type(f"{collection.name.title()}FilterSet", (django_filters.FilterSet,), {**filters, "Meta": meta})
+
+
+def check_filter_count(filterset: type[django_filters.FilterSet], params: Mapping[str, Any]) -> None:
+    """A 400 when a request uses more than MAX_FILTERS filter parameters."""
+    used = [name for name in params if name in filterset.base_filters]
+    if len(used) > MAX_FILTERS:
+        raise exceptions.ValidationError({"filters": [f"At most {MAX_FILTERS} filter parameters per request."]})
 
 
 def hidden_parameters(collection: Collection, params: Mapping[str, Any]) -> list[str]:

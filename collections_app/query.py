@@ -129,8 +129,8 @@ class Token:
 
 
 def _is_forbidden(char: str) -> bool:
-    """Control characters and every separator but the plain space."""
-    return char != " " and unicodedata.category(char) in ("Cc", "Zs", "Zl", "Zp")
+    """Control characters, lone surrogates (not valid Unicode) and every separator but the space."""
+    return char != " " and unicodedata.category(char) in ("Cc", "Cs", "Zs", "Zl", "Zp")
 
 
 def tokenize(text: str) -> list[Token]:

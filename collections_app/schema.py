@@ -12,12 +12,16 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
+import re2
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, URLValidator
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+from collections_app.inputs import MAX_JSON_DEPTH, json_problem, text_problem
+
+NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")  # fullmatch: `$` would accept a trailing newline
 RESERVED_FIELD_NAMES = frozenset({"id", "created", "updated", "collection"})
 SYSTEM_FIELD_NAMES = ("id", "collection", "created", "updated")
 
@@ -31,7 +35,7 @@ class FieldValueError(ValueError):
 
 def check_name(name: Any, what: str) -> str | None:
     """Return an error message when `name` is not a valid collection or field name."""
-    if not isinstance(name, str) or not NAME_RE.match(name) or "__" in name:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or "__" in name:
         return (
             f"{what} must start with a lowercase letter and contain only lowercase letters, "
             "digits and single underscores (at most 63 characters)."
@@ -43,10 +47,14 @@ def check_name(name: Any, what: str) -> str | None:
 
 
 def format_datetime(value: datetime) -> str:
-    """Canonical datetime text: UTC, microseconds, `Z`. Sorting the text sorts chronologically."""
+    """Canonical datetime text: UTC, four-digit year, microseconds, `Z` (`0005-06-01T00:00:00.000000Z`).
+
+    Sorting the text sorts chronologically (years 0001-9999). `isoformat`, not `strftime`: glibc's
+    `%Y` does not zero-pad years below 1000.
+    """
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_datetime_text(text: str) -> datetime:
@@ -88,7 +96,7 @@ def normalize_date(value: Any) -> str:
         raise FieldValueError("Enter a valid date in YYYY-MM-DD format.") from None
 
 
-NUMBER_RE = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")
+NUMBER_RE = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")  # ASCII digits only: `\d` takes any script's
 
 
 def normalize_number(value: Any) -> float | int:
@@ -115,10 +123,11 @@ def parse_number_text(text: str) -> float:
 
 
 def normalize_text(value: Any) -> str:
+    """A string of valid Unicode without NUL characters."""
     if not isinstance(value, str):
         raise FieldValueError("Not a valid string.")
-    if "\x00" in value:
-        raise FieldValueError("Null characters are not allowed.")
+    if problem := text_problem(value):
+        raise FieldValueError(problem)
     return value
 
 
@@ -150,18 +159,39 @@ def _opt_bool(value: Any) -> bool:
     return value
 
 
-def _opt_pattern(value: Any) -> str:
-    if not isinstance(value, str) or len(value) > 1000:
-        raise FieldValueError("must be a regular expression of at most 1000 characters.")
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is the client's error, answered with a 400
+
+
+@lru_cache(maxsize=256)
+def compile_pattern(pattern: str) -> Any:
+    """A text `pattern` compiled for RE2, a linear-time engine: no value can make matching slow.
+
+    RE2 has no backreferences or lookarounds; such a pattern raises FieldValueError.
+    """
     try:
-        re.compile(value)
-    except re.error as exc:
-        raise FieldValueError(f"is not a valid regular expression: {exc}.") from None
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise FieldValueError(
+            f"is not a regular expression this server can run ({reason}; backreferences and lookarounds "
+            "are not supported)."
+        ) from None
+
+
+def _opt_pattern(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 1000 or text_problem(value):
+        raise FieldValueError("must be a regular expression (valid Unicode) of at most 1000 characters.")
+    compile_pattern(value)
     return value
 
 
 def _opt_values(value: Any) -> list[str]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v and "\x00" not in v for v in value):
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, str) and v and not text_problem(v) for v in value)
+    ):
         raise FieldValueError("must be a non-empty list of non-empty strings.")
     if len(set(value)) != len(value):
         raise FieldValueError("must not repeat a value.")
@@ -193,15 +223,14 @@ def _normalize_url(value: Any) -> str:
 
 
 def _normalize_json(value: Any) -> Any:
-    """Any JSON value without NUL characters (PostgreSQL's jsonb cannot store them)."""
+    """Any JSON value nested at most 32 levels deep, whose keys and strings are valid Unicode
+    without NUL characters (PostgreSQL's jsonb cannot store them), and whose numbers are finite."""
+    if problem := json_problem(value, max_depth=MAX_JSON_DEPTH):
+        raise FieldValueError(str(problem))
     pending = [value]
     while pending:
         item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise FieldValueError("Null characters are not allowed.")
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
+        if isinstance(item, dict):
             pending.extend(item.values())
         elif isinstance(item, list):
             pending.extend(item)
@@ -408,7 +437,7 @@ def check_value(spec: FieldSpec, value: Any) -> Any:
             raise FieldValueError(f"Ensure this field has at least {options['min_length']} characters.")
         if "max_length" in options and len(normalized) > options["max_length"]:
             raise FieldValueError(f"Ensure this field has no more than {options['max_length']} characters.")
-        if "pattern" in options and not re.search(options["pattern"], normalized):
+        if "pattern" in options and not _matches(options["pattern"], normalized):
             raise FieldValueError(f"Must match the pattern {options['pattern']!r}.")
     elif spec.type == "number":
         if options.get("integer") and not float(normalized).is_integer():
@@ -420,6 +449,14 @@ def check_value(spec: FieldSpec, value: Any) -> Any:
     elif spec.type == "select" and normalized not in options["values"]:
         raise FieldValueError(f"'{normalized}' is not one of: {', '.join(options['values'])}.")
     return normalized
+
+
+def _matches(pattern: str, text: str) -> bool:
+    try:
+        compiled = compile_pattern(pattern)
+    except FieldValueError:  # stored before patterns ran on RE2, and never re-validated since
+        raise FieldValueError(f"This field's pattern {pattern!r} cannot be run; a staff user must change it.") from None
+    return compiled.search(text) is not None
 
 
 def is_blank(spec: FieldSpec, value: Any) -> bool:

@@ -112,7 +112,7 @@ def collection_create(
         "update_rule": update_rule,
         "delete_rule": delete_rule,
     }
-    specs = collection_check(collection=None, name=name, fields=fields or [], rules=rules)
+    specs = collection_check(collection=None, name=name, fields=[] if fields is None else fields, rules=rules)
     collection = Collection(name=name, fields=[s.as_dict() for s in specs], **rules)
     collection.save()
     return collection

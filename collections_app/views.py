@@ -84,13 +84,18 @@ class RecordFilterBackend(DjangoFilterBackend):
     def get_filterset_class(self, view: Any, queryset: Any = None) -> Any:
         if getattr(view, "swagger_fake_view", False):
             return None
-        return filters.build_filterset(view.collection, show_hidden=is_staff(view.request.user))
+        if not hasattr(view, "filterset_for_request"):
+            view.filterset_for_request = filters.build_filterset(
+                view.collection, show_hidden=is_staff(view.request.user)
+            )
+        return view.filterset_for_request
 
     def filter_queryset(self, request: Request, queryset: QuerySet, view: Any) -> QuerySet:
         collection = view.collection
         show_hidden = is_staff(request.user)
         if not show_hidden and (hidden := filters.hidden_parameters(collection, request.query_params)):
             raise ValidationError({name: ["Filtering on this field is not allowed."] for name in hidden})
+        filters.check_filter_count(self.get_filterset_class(view, queryset), request.query_params)
         text = request.query_params.get("query", "")
         condition = filters.query_condition(collection, text, user=request.user, show_hidden=show_hidden)
         queryset = filters.filter_records(queryset, condition)

@@ -64,6 +64,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    "fastcms.middleware.ApiInputMiddleware",  # after CORS, so browsers can read its errors
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -77,6 +78,9 @@ MIDDLEWARE = [
 FASTCMS_STREAM_MIDDLEWARE = ["corsheaders.middleware.CorsMiddleware"]
 
 ROOT_URLCONF = "fastcms.urls"
+CSRF_FAILURE_VIEW = "fastcms.errors.csrf_failure"
+# Request bodies above this many bytes are refused (413); records are JSON, so 1 MiB is generous.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
 ASGI_APPLICATION = "fastcms.asgi.application"
 WSGI_APPLICATION = None
 
@@ -167,7 +171,7 @@ CACHES = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "collections_app.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "collections_app.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": [

@@ -10,5 +10,7 @@ urlpatterns = [
     path("", console, name="console"),
 ]
 
+handler400 = "fastcms.errors.json_or_html_400"
+handler403 = "fastcms.errors.json_or_html_403"
 handler404 = "fastcms.errors.json_or_html_404"
 handler500 = "fastcms.errors.json_or_html_500"

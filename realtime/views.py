@@ -22,6 +22,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import AuthenticationFailed
 
+from collections_app.inputs import InputRefused, check_request
 from collections_app.models import Collection, new_id
 from collections_app.query import Auth, Condition, Node, QueryError, compile_query, parse
 from collections_app.rules import is_staff, rule_condition_for
@@ -102,12 +103,16 @@ def inline_collection(request: HttpRequest, name: str | None) -> CollectionInfo 
 def prepare_stream(
     request: HttpRequest, name: str | None, *, on_pool: bool = True, known: CollectionInfo | None = None
 ) -> StreamPlan:
-    """Check the request, answering the first failure in this order: 401, 404, 400, 403, presence 403.
+    """Check the request: Host and parameter encoding (400), then 401, 404, 400, 403, presence 403.
 
     Runs on the auth pool when it reads the database (`on_pool`), which then releases its
     connection; otherwise inline, with the collection already found in the registry (`known`).
     """
     try:
+        try:
+            check_request(request)  # first: a Host not in ALLOWED_HOSTS never gets a stream
+        except InputRefused as refused:
+            raise StreamRefused(refused.status, refused.code, refused.detail) from None
         params = request.GET
         try:
             user = authenticate(request)
@@ -154,11 +159,8 @@ def prepare_stream(
                 raise StreamRefused(exc.status, exc.code, exc.detail, **exc.extra) from None
         query_text = params.get("query")
         last_event_id = request.headers.get("Last-Event-ID") or params.get("last_event_id") or None
-        for key, value in (
-            ("user_id", params.get("user_id")),
-            ("user_name", params.get("user_name")),
-            ("last_event_id", last_event_id),
-        ):
+        # A malformed last_event_id is not an error: it is not in history (recovered: false).
+        for key, value in (("user_id", params.get("user_id")), ("user_name", params.get("user_name"))):
             if value is not None and len(value) > MAX_PARAMETER:
                 raise StreamRefused(400, "invalid_parameter", f"{key} is longer than {MAX_PARAMETER} characters.")
         compiled = None

@@ -138,8 +138,9 @@ def products(make_collection: Callable[..., Collection]) -> Collection:
 
 # --- live servers (stream tests) --------------------------------------------------------------
 
-# Test data is truncated between tests, which no event reports: servers read collections each time.
-LIVE_DEFAULTS = {"FASTCMS_SSE_HEARTBEAT": "1", "FASTCMS_PRESENCE_GRACE": "0.5", "FASTCMS_COLLECTIONS_REFRESH": "0"}
+# The product's defaults otherwise (the collection registry included): tests that stream make their
+# collections through the server's API under names no other test uses (`tests.live.unique_name`).
+LIVE_DEFAULTS = {"FASTCMS_SSE_HEARTBEAT": "1", "FASTCMS_PRESENCE_GRACE": "0.5"}
 
 
 @pytest.fixture(scope="session", autouse=True)

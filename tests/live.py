@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import queue
+import secrets
 import signal
 import socket
 import subprocess
@@ -38,6 +39,12 @@ def wait_until(check: Any, timeout: float = 5) -> bool:
             return True
         time.sleep(0.05)
     return bool(check())
+
+
+def unique_name(base: str) -> str:
+    """A collection name no other test uses: servers outlive tests and remember collections by name
+    (tests empty the tables between them, which no event reports)."""
+    return f"{base}_{secrets.token_hex(4)}"
 
 
 def free_port() -> int:

@@ -17,9 +17,11 @@ def parse_id(event_id: str) -> tuple[int, int] | None:
     if event_id == "0":
         return (0, 0)
     head, sep, tail = event_id.partition("-")
-    if not sep or not head.isdigit() or not tail.isdigit() or len(event_id) > 41:
+    # ASCII digits only (`isdigit` also takes "²"), each part within Redis's 64-bit range.
+    if not sep or len(event_id) > 41 or not (head + tail).isascii() or not head.isdigit() or not tail.isdigit():
         return None
-    return (int(head), int(tail))
+    key = (int(head), int(tail))
+    return key if max(key) < 2**64 else None
 
 
 class Backend(ABC):

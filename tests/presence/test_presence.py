@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from tests.conftest import token_of
-from tests.live import Server, SSEClient, wait_until
+from tests.live import Server, SSEClient, unique_name, wait_until
 
 GRACE = 0.5  # the live servers' FASTCMS_PRESENCE_GRACE
 
@@ -130,12 +130,13 @@ def test_anonymous_presence_follows_the_setting(live_servers: Any, transactional
 def test_one_collection_streams_count_but_only_global_streams_get_presence_events(
     live: Server, streams: Any, staff: User
 ) -> None:
+    rooms = unique_name("rooms")
     httpx.post(
         f"{live.url}/api/v1/collections/",
-        json={"name": "rooms", "list_rule": ""},
+        json={"name": rooms, "list_rule": ""},
         headers={"Authorization": f"Token {token_of(staff)}"},
     )
-    room = streams(live, "/api/v1/realtime/rooms", query="user_id=in-room")
+    room = streams(live, f"/api/v1/realtime/{rooms}", query="user_id=in-room")
     room.next()
     assert wait_until(lambda: "in-room" in users(live))
     assert [e.event for e in room.drain(0.3) if e.event.startswith("user.")] == []  # none at all here

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from tests.conftest import http_for, token_of
-from tests.live import Server, SSEClient
+from tests.live import Server, SSEClient, unique_name
 
 
 @pytest.fixture
@@ -44,14 +44,23 @@ def staff_http(live: Server, staff: User) -> Any:
 
 @pytest.fixture
 def make_live_collection(staff_http: Any) -> Callable[..., dict[str, Any]]:
-    """Create a collection through the live server's REST API."""
+    """Create a collection through the live server's REST API, so the server's collection registry
+    hears of it; the name is `base` plus a suffix no other test uses (servers outlive tests)."""
 
-    def make(name: str, fields: list[dict[str, Any]], **rules: Any) -> dict[str, Any]:
-        response = staff_http.post("/api/v1/collections/", json={"name": name, "fields": fields, **rules})
+    def make(base: str, fields: list[dict[str, Any]], **rules: Any) -> dict[str, Any]:
+        response = staff_http.post("/api/v1/collections/", json={"name": unique_name(base), "fields": fields, **rules})
         assert response.status_code == 201, response.text
         return response.json()
 
     return make
+
+
+def records_of(collection: dict[str, Any]) -> str:
+    return f"/api/v1/collections/{collection['name']}/records/"
+
+
+def stream_of(collection: dict[str, Any]) -> str:
+    return f"/api/v1/realtime/{collection['name']}"
 
 
 PRODUCT_FIELDS = [

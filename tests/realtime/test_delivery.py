@@ -17,9 +17,9 @@ from django.contrib.auth.models import User
 
 from tests.conftest import http_for, token_of
 from tests.live import ROOT, Server, SSEClient, free_port
-from tests.realtime.conftest import PRODUCT_FIELDS
+from tests.realtime.conftest import PRODUCT_FIELDS, records_of, stream_of
 
-RECORDS = "/api/v1/collections/products/records/"
+RECORDS = "/api/v1/collections/products/records/"  # on servers of one test only (made through them)
 
 
 @pytest.fixture
@@ -30,18 +30,18 @@ def products_live(make_live_collection: Any) -> dict[str, Any]:
 def test_resume_with_header_or_parameter_replays_what_was_missed(
     live: Server, open_stream: Any, staff_http: Any, products_live: Any
 ) -> None:
-    stream = open_stream(live, "/api/v1/realtime/products")
+    stream = open_stream(live, stream_of(products_live))
     stream.next()
-    staff_http.post(RECORDS, json={"name": "seen"})
+    staff_http.post(records_of(products_live), json={"name": "seen"})
     last_seen = stream.next_of("record.created").id
     stream.close()
-    missed = [staff_http.post(RECORDS, json={"name": f"missed{i}"}).json()["id"] for i in range(3)]
-    by_header = open_stream(live, "/api/v1/realtime/products", headers={"Last-Event-ID": last_seen})
+    missed = [staff_http.post(records_of(products_live), json={"name": f"missed{i}"}).json()["id"] for i in range(3)]
+    by_header = open_stream(live, stream_of(products_live), headers={"Last-Event-ID": last_seen})
     connected = by_header.next().json["data"]
     assert connected["recovered"] is True
     assert connected["last_event_id"] == last_seen
     assert [by_header.next_of("record.created").json["record_id"] for _ in missed] == missed
-    by_parameter = open_stream(live, "/api/v1/realtime/products", last_event_id=last_seen)
+    by_parameter = open_stream(live, stream_of(products_live), last_event_id=last_seen)
     assert by_parameter.next().json["data"]["recovered"] is True
     assert [by_parameter.next_of("record.created").json["record_id"] for _ in missed] == missed
     # The header (the browser's newest id) wins over a stale parameter.
@@ -50,32 +50,30 @@ def test_resume_with_header_or_parameter_replays_what_was_missed(
 
 
 def test_unknown_event_id_is_not_recovered(live: Server, open_stream: Any, staff_http: Any, products_live: Any) -> None:
-    staff_http.post(RECORDS, json={"name": "old"})
+    staff_http.post(records_of(products_live), json={"name": "old"})
     for unknown in ("1-1", "not-an-id", "99999999999999-5"):
-        stream = open_stream(live, "/api/v1/realtime/products", last_event_id=unknown)
+        stream = open_stream(live, stream_of(products_live), last_event_id=unknown)
         data = stream.next().json["data"]
         assert data["recovered"] is False
         assert data["last_event_id"] == unknown
         assert stream.drain(0.2) == []  # nothing replayed: the client must refetch
-        staff_http.post(RECORDS, json={"name": "live"})
+        staff_http.post(records_of(products_live), json={"name": "live"})
         assert stream.next_of("record.created").json["data"]["name"] == "live"  # and it goes on live
 
 
 def test_replay_applies_the_rules_of_now(
     live: Server, open_stream: Any, make_live_collection: Any, alice: User, bob: User, staff: User
 ) -> None:
-    make_live_collection("notes", PRODUCT_FIELDS, list_rule="owner = @request.auth.id")
+    notes = make_live_collection("notes", PRODUCT_FIELDS, list_rule="owner = @request.auth.id")
     with http_for(live, staff) as staff_http:
-        marker = staff_http.get("/api/v1/collections/notes/records/").headers["x-last-event-id"]
-        staff_http.post(
-            "/api/v1/collections/notes/records/", json={"name": "alice's", "owner": str(alice.pk), "secret": "s"}
-        )
-        staff_http.post("/api/v1/collections/notes/records/", json={"name": "bob's", "owner": str(bob.pk)})
+        marker = staff_http.get(records_of(notes)).headers["x-last-event-id"]
+        staff_http.post(records_of(notes), json={"name": "alice's", "owner": str(alice.pk), "secret": "s"})
+        staff_http.post(records_of(notes), json={"name": "bob's", "owner": str(bob.pk)})
     as_bob = open_stream(live, "/api/v1/realtime", user=bob, last_event_id=marker)
     assert as_bob.next().json["data"]["recovered"] is True
     replayed = [e.json for e in as_bob.drain(0.5) if e.event == "record.created"]
     assert [r["data"]["name"] for r in replayed] == ["bob's"]
-    as_alice = open_stream(live, "/api/v1/realtime/notes", user=alice, last_event_id=marker)
+    as_alice = open_stream(live, stream_of(notes), user=alice, last_event_id=marker)
     as_alice.next()
     mine = as_alice.next_of("record.created").json["data"]
     assert mine["name"] == "alice's"
@@ -91,14 +89,14 @@ def test_burst_with_reconnecting_clients_has_no_gap_and_no_duplicate(
     def write() -> None:
         with http_for(live, staff) as client:
             for index in range(total):
-                created.append(client.post(RECORDS, json={"name": f"r{index}"}).json()["id"])
+                created.append(client.post(records_of(products_live), json={"name": f"r{index}"}).json()["id"])
 
     readers = 3
     received: list[list[str]] = [[] for _ in range(readers)]
 
     def read(slot: int) -> None:
         last_id = None
-        url = f"{live.url}/api/v1/realtime/products"
+        url = f"{live.url}{stream_of(products_live)}"
         deadline = time.monotonic() + 60
         while len(received[slot]) < total and time.monotonic() < deadline:
             client = SSEClient(url, headers={"Last-Event-ID": last_id} if last_id else {})
@@ -113,7 +111,7 @@ def test_burst_with_reconnecting_clients_has_no_gap_and_no_duplicate(
             finally:
                 client.close()
 
-    stream_for_start = SSEClient(f"{live.url}/api/v1/realtime/products")
+    stream_for_start = SSEClient(f"{live.url}{stream_of(products_live)}")
     stream_for_start.next()
     threads = [threading.Thread(target=read, args=(slot,)) for slot in range(readers)]
     for thread in threads:
@@ -227,8 +225,8 @@ def test_sigterm_ends_every_stream_within_five_seconds(live_servers: Any, transa
 
 
 def test_open_streams_hold_no_threads(live: Server) -> None:
-    url = f"{live.url}/api/v1/realtime/products"
-    httpx.get(f"{live.url}/api/v1/realtime/products")  # 404: warms the auth pool path
+    warm = httpx.get(f"{live.url}/api/v1/realtime/none_such")  # an unknown collection: checked on the auth pool
+    assert warm.status_code == 404
     warmup = [SSEClient(f"{live.url}/api/v1/realtime", source="127.0.0.9") for _ in range(12)]
     for client in warmup:
         client.close()
@@ -244,7 +242,6 @@ def test_open_streams_hold_no_threads(live: Server) -> None:
         for stream in streams:
             stream.close()
     assert during <= before + 2, (before, during)
-    assert url
 
 
 @pytest.mark.postgresql
@@ -332,7 +329,7 @@ def test_runserver_serves_streams_and_static_files(live_servers: Any, transactio
 
 def test_admin_writes_emit_events(live: Server, open_stream: Any, products_live: Any) -> None:
     User.objects.create_superuser("root", "root@example.com", "root-pass")
-    stream = open_stream(live, "/api/v1/realtime/products")
+    stream = open_stream(live, stream_of(products_live))
     stream.next()
     with httpx.Client(base_url=live.url, follow_redirects=False) as browser:
         login = browser.get("/admin/login/")
