@@ -16,11 +16,13 @@ from django.contrib.auth.models import User
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from collections_app.query import Auth
 from collections_app.schema import load_fields
 from realtime.backends.memory import MemoryBackend
 from realtime.events import ID_ONLY, PRESENCE_TYPES, PUBLIC, STAFF, CollectionInfo, Event, dumps, parsed_size
+from realtime.subscribers import OVERFLOW, Subscriber
 from tests.conftest import LIVE_DEFAULTS, http_for
-from tests.live import Server, SSEClient
+from tests.live import Server, SSEClient, wait_until
 
 EXAMPLES = settings(
     max_examples=int(os.environ.get("HISTORY_EXAMPLES", "200")),
@@ -154,6 +156,32 @@ def test_event_caches_hold_one_schema_version() -> None:
     assert b"secret" not in event.frame(PUBLIC, info)
 
 
+def test_a_stream_is_closed_when_more_bytes_wait_than_the_history_holds() -> None:
+    sub = Subscriber(client_id="s", auth=Auth(), staff=False, query=None)
+    frame = b"x" * 40_000
+    for _ in range(3):
+        sub.push(frame, 1000, 100_000)
+    assert sub.closed == OVERFLOW
+    assert not sub.queue
+    lone = Subscriber(client_id="t", auth=Auth(), staff=False, query=None)
+    lone.push(b"y" * 200_000, 1000, 100_000)  # one frame larger than the limit is still delivered
+    assert lone.closed is None
+
+
+def test_queued_frames_are_written_in_bounded_chunks_never_copied_whole() -> None:
+    sub = Subscriber(client_id="s", auth=Auth(), staff=False, query=None)
+    frames = [b"a" * 30_000, b"b" * 30_000, b"c" * 30_000, b"d" * 200_000, b"e" * 10]
+    for frame in frames:
+        sub.push(frame, 1000, 10**9)
+    chunks = []
+    while sub.queue:
+        chunks.append(sub.take())
+    assert b"".join(chunks) == b"".join(frames)
+    assert [len(chunk) for chunk in chunks] == [60_000, 30_000, 200_000, 10]
+    assert chunks[2] is frames[3]
+    assert sub.queued_bytes == 0
+
+
 def deep_size(value: Any) -> int:
     size = sys.getsizeof(value)
     if isinstance(value, dict):
@@ -180,6 +208,7 @@ def test_the_size_estimate_of_parsed_json_is_fair(value: Any) -> None:
 
 # --- against real servers --------------------------------------------------------------------------
 
+PRODUCTS = {"name": "products", "fields": [{"name": "name", "type": "text"}], "list_rule": ""}
 BLOBS = {"name": "blobs", "fields": [{"name": "meta", "type": "json"}], "list_rule": ""}
 # About 2 MB of JSON: 2,000 distinct strings of 1,000 characters.
 BLOB = json.dumps({"meta": [f"{index:06d}" + "x" * 994 for index in range(2000)]})
@@ -234,3 +263,34 @@ def test_large_writes_keep_a_worker_memory_bounded(
         finally:
             evicted.close()
             kept.close()
+
+
+def test_presence_churn_never_costs_a_client_its_resume(live_servers: Any, transactional_db: None, staff: User) -> None:
+    # A small history (100 events); 300 users come and go (600 presence events) in between.
+    server = live_servers(FASTCMS_HISTORY_SIZE="100", FASTCMS_SSE_OPENS_PER_MINUTE="100000")
+    records = "/api/v1/collections/products/records/"
+    with http_for(server, staff) as api:
+        assert api.post("/api/v1/collections/", json=PRODUCTS).status_code == 201
+        marker = api.get(records).headers["x-last-event-id"]
+        created = [api.post(records, json={"name": "before"}).json()["id"]]
+        for batch in range(6):
+            churn = [SSEClient(f"{server.url}/api/v1/realtime?user_id=churn-{batch}-{i}") for i in range(50)]
+            for client in churn:
+                client.next()
+                client.close()
+            created.append(api.post(records, json={"name": f"during {batch}"}).json()["id"])
+
+        def churned_out() -> bool:
+            users = api.get("/api/v1/presence").json()["users"]
+            return not [user for user in users if user["user_id"].startswith("churn-")]
+
+        assert wait_until(churned_out, 15)
+    resumed = SSEClient(f"{server.url}/api/v1/realtime?last_event_id={marker}")
+    try:
+        assert resumed.next().json["data"]["recovered"] is True
+        replayed = resumed.drain(1)
+    finally:
+        resumed.close()
+    assert [e.json["record_id"] for e in replayed if e.event == "record.created"] == created
+    presence = [e for e in replayed if e.event in PRESENCE_TYPES]
+    assert 0 < len(presence) <= 100  # the newest of them, within their own bound
