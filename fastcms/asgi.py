@@ -39,8 +39,8 @@ class RequestHandler(ASGIHandler):
     cyclic collector, not when it ends; and what lived through a young collection waits for a
     full one, which the tuned collector (`tune_garbage_collector`) makes rare. Measured: 2 MB
     writes added about 6 MB each to a worker, without end. So after every GARBAGE_BYTES of bodies
-    read or sent, a full collection runs once the request is done (a few ms: startup objects are
-    frozen out of it).
+    read or sent, a full collection runs once the request is done (startup objects are frozen out
+    of it, so it walks only what was made since).
     """
 
     def __init__(self) -> None:
@@ -54,9 +54,11 @@ class RequestHandler(ASGIHandler):
         return body
 
     async def send_response(self, response: Any, send: Send) -> None:
-        if not response.streaming:
-            self.handled_bytes += len(response.content)
-        await super().send_response(response, send)
+        async def counted(message: dict[str, Any]) -> None:
+            self.handled_bytes += len(message.get("body", b""))
+            await send(message)
+
+        await super().send_response(response, counted)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

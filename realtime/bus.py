@@ -11,7 +11,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -57,7 +57,8 @@ class EventBus:
         self.global_subs: set[Subscriber] = set()
         self.by_collection: dict[str, CollectionIndex] = {}
         self.by_user: dict[str, set[Subscriber]] = {}  # authenticated streams, by user id
-        self.revoked_at: dict[str, float] = {}  # user id -> when its last revocation arrived here
+        # user id -> when its last revocation arrived here, oldest first (forgotten after a while)
+        self.revoked_at: OrderedDict[str, float] = OrderedDict()
         self.collections = CollectionRegistry()
         self.per_client: Counter[str] = Counter()
         self.closing = False
@@ -168,8 +169,10 @@ class EventBus:
             logger.warning("ignored a malformed %s event: %r", AUTH_REVOKED, event.data)
             return
         now = time.monotonic()
-        self.revoked_at = {uid: at for uid, at in self.revoked_at.items() if now - at < REVOCATION_MEMORY}
+        self.revoked_at.pop(user_id, None)
         self.revoked_at[user_id] = now
+        while now - next(iter(self.revoked_at.values())) > REVOCATION_MEMORY:
+            self.revoked_at.popitem(last=False)
         streams = list(self.by_user.get(user_id, ()))
         for sub in streams:
             sub.close(REVOKED)
