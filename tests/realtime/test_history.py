@@ -208,6 +208,11 @@ def test_the_size_estimate_of_parsed_json_is_fair(value: Any) -> None:
 
 # --- against real servers --------------------------------------------------------------------------
 
+# These tests are about the in-process history, whatever backend the settings name.
+IN_PROCESS = {
+    "FASTCMS_EVENT_BACKEND": "realtime.backends.memory.MemoryBackend",
+    "FASTCMS_PRESENCE_BACKEND": "presence.backends.memory.MemoryPresence",
+}
 PRODUCTS = {"name": "products", "fields": [{"name": "name", "type": "text"}], "list_rule": ""}
 BLOBS = {"name": "blobs", "fields": [{"name": "meta", "type": "json"}], "list_rule": ""}
 # About 2 MB of JSON: 2,000 distinct strings of 1,000 characters.
@@ -226,7 +231,7 @@ def test_large_writes_keep_a_worker_memory_bounded(
     live_servers: Any, transactional_db: None, staff: User, budget_mb: int | None, posts: int, allowed_mb: int
 ) -> None:
     live_servers()  # the test database is ready for servers
-    env = dict(LIVE_DEFAULTS)
+    env = {**LIVE_DEFAULTS, **IN_PROCESS}
     if budget_mb is not None:
         env["FASTCMS_HISTORY_BYTES"] = str(budget_mb * 1024 * 1024)
     with Server(env) as server, http_for(server, staff) as api:
@@ -267,7 +272,7 @@ def test_large_writes_keep_a_worker_memory_bounded(
 
 def test_presence_churn_never_costs_a_client_its_resume(live_servers: Any, transactional_db: None, staff: User) -> None:
     # A small history (100 events); 300 users come and go (600 presence events) in between.
-    server = live_servers(FASTCMS_HISTORY_SIZE="100", FASTCMS_SSE_OPENS_PER_MINUTE="100000")
+    server = live_servers(FASTCMS_HISTORY_SIZE="100", FASTCMS_SSE_OPENS_PER_MINUTE="100000", **IN_PROCESS)
     records = "/api/v1/collections/products/records/"
     with http_for(server, staff) as api:
         assert api.post("/api/v1/collections/", json=PRODUCTS).status_code == 201
