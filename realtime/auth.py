@@ -15,8 +15,9 @@ from importlib import import_module
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user
+from django.contrib.auth import get_user, get_user_model
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError
 from django.db import close_old_connections
 from django.http import HttpRequest
 
@@ -75,3 +76,22 @@ async def authenticate_on_pool(request: HttpRequest) -> Any:
     if not has_credentials(request):
         return AnonymousUser()
     return await asyncio.get_running_loop().run_in_executor(auth_pool(), _authenticate_and_release, request)
+
+
+def could_be_account(user_id: str) -> bool:
+    """Whether `user_id` reads as an account id (`" 2"` and `"+2"` as 2 too); False means no
+    account can have it, so no database read is needed."""
+    try:
+        get_user_model()._meta.pk.to_python(user_id)
+    except (ValidationError, ValueError, TypeError):
+        return False
+    return True
+
+
+def account_for(user_id: str) -> Any:
+    """The account whose id `user_id` reads as, or None. Reads the database when
+    `could_be_account` is true: call it on `auth_pool()`."""
+    if not could_be_account(user_id):
+        return None
+    model = get_user_model()
+    return model._default_manager.filter(pk=model._meta.pk.to_python(user_id)).first()

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +20,7 @@ from django.utils.module_loading import import_string
 from realtime.backends.base import Backend, BackendUnavailable
 from realtime.conf import event_backend_path, realtime_settings
 from realtime.events import (
+    AUTH_REVOKED,
     COLLECTION_DELETED,
     COLLECTION_TYPES,
     PRESENCE_TYPES,
@@ -31,12 +32,14 @@ from realtime.events import (
 from realtime.handler import ABANDONED
 from realtime.heartbeat import HeartbeatWheel
 from realtime.registry import CollectionRegistry
-from realtime.subscribers import COLLECTION_GONE, SHUTDOWN, CollectionIndex, Subscriber
+from realtime.subscribers import COLLECTION_GONE, REVOKED, SHUTDOWN, CollectionIndex, Subscriber
 from realtime.subscriptions import LabelIndex, labelled_frame, replay_frame
 
 logger = logging.getLogger(__name__)
 
 UNDECIDED = object()
+# How long a revocation is remembered for streams whose credentials were read before it arrived.
+REVOCATION_MEMORY = 300.0
 
 
 class AdmissionError(Exception):
@@ -58,6 +61,9 @@ class EventBus:
         # The newest event id dispatched here (or passed by, with no loop to dispatch on): a new
         # subscriber receives every later event, so this is its `cursor`. None: none yet.
         self.cursor: str | None = None
+        self.by_user: dict[str, set[Subscriber]] = {}  # authenticated streams, by user id
+        # user id -> when its last revocation arrived here, oldest first (forgotten after a while)
+        self.revoked_at: OrderedDict[str, float] = OrderedDict()
         self.collections = CollectionRegistry()
         self.per_client: Counter[str] = Counter()
         self.closing = False
@@ -136,9 +142,11 @@ class EventBus:
         return self.collections.get(info.id) or info
 
     def dispatch(self, event: Event) -> None:
-        self.cursor = event.id
+        if event.type != AUTH_REVOKED:  # internal: never a client's resume point
+            self.cursor = event.id
         info = self._remember_schema(event)
         queue_size = realtime_settings.FASTCMS_SSE_QUEUE_SIZE
+        queue_bytes = self.backend.max_bytes  # a client further behind could not resume anyway
         if event.type in RECORD_TYPES and info is not None:
             index = self.by_collection.get(info.id)
             candidates = index.candidates(event, info) if index else ()
@@ -148,23 +156,45 @@ class EventBus:
                 if form is UNDECIDED:
                     form = decided[sub.kind] = sub.form_for(event, info)
                 if form is not None:
-                    self._deliver(sub, event, form, info, queue_size)
+                    self._deliver(sub, event, form, info, queue_size, queue_bytes)
         elif event.type in COLLECTION_TYPES and info is not None:
             index = self.by_collection.get(info.id)
             audience = [*(index.everyone() if index else ()), *self.global_subs]
             for sub in audience:
                 if sub.staff or info.list_rule is not None:
-                    self._deliver(sub, event, PUBLIC, info, queue_size)
+                    self._deliver(sub, event, PUBLIC, info, queue_size, queue_bytes)
             if event.type == COLLECTION_DELETED and index is not None:
                 for sub in list(index.everyone()):
                     sub.close(COLLECTION_GONE)
         elif event.type in PRESENCE_TYPES:
             for sub in self.global_subs:
-                self._deliver(sub, event, PUBLIC, None, queue_size)
+                self._deliver(sub, event, PUBLIC, None, queue_size, queue_bytes)
+        elif event.type == AUTH_REVOKED:
+            self._revoke(event)
+            return
         if self.labels:
-            self._dispatch_labelled(event, info, queue_size)
+            self._dispatch_labelled(event, info, queue_size, queue_bytes)
 
-    def _deliver(self, sub: Subscriber, event: Event, form: str, info: CollectionInfo | None, limit: int) -> None:
+    def _revoke(self, event: Event) -> None:
+        """End every open stream of the user whose credentials changed (never sent to a client)."""
+        user_id = event.data.get("user_id") if isinstance(event.data, dict) else None
+        if not isinstance(user_id, str):
+            logger.warning("ignored a malformed %s event: %r", AUTH_REVOKED, event.data)
+            return
+        now = time.monotonic()
+        self.revoked_at.pop(user_id, None)
+        self.revoked_at[user_id] = now
+        while now - next(iter(self.revoked_at.values())) > REVOCATION_MEMORY:
+            self.revoked_at.popitem(last=False)
+        streams = list(self.by_user.get(user_id, ()))
+        for sub in streams:
+            sub.close(REVOKED)
+        if streams:
+            logger.info("credentials of user %s changed: %d open streams closed", user_id, len(streams))
+
+    def _deliver(
+        self, sub: Subscriber, event: Event, form: str, info: CollectionInfo | None, limit: int, max_bytes: int
+    ) -> None:
         if sub.backlog is not None:
             sub.backlog.append((event, event.frame(form, info)))
             return
@@ -173,9 +203,9 @@ class EventBus:
             if self.backend.id_key(event.id) <= sub.skip_until:
                 return
             sub.skip_until = None  # events arrive in id order: nothing later can be a copy
-        sub.push(event.frame(form, info), limit)
+        sub.push(event.frame(form, info), limit, max_bytes)
 
-    def _dispatch_labelled(self, event: Event, info: CollectionInfo | None, limit: int) -> None:
+    def _dispatch_labelled(self, event: Event, info: CollectionInfo | None, limit: int, max_bytes: int) -> None:
         """Multiplexed streams: each gets the event once, naming every label it matched."""
         shared: dict[Any, bytes] = {}
         for stream, (form, labels, left) in self.labels.hits(event, info).items():
@@ -184,7 +214,7 @@ class EventBus:
                 stream.backlog.append((event, frame))
             elif stream.skip_until is None or self.backend.id_key(event.id) > stream.skip_until:
                 stream.skip_until = None
-                stream.push(frame, limit)
+                stream.push(frame, limit, max_bytes)
         if event.type == COLLECTION_DELETED and info is not None:
             # The deleted collection's labels end; a stream left with no label ends too.
             for label in self.labels.of_collection(info.id):
@@ -207,11 +237,15 @@ class EventBus:
         if self.per_client[client_key] >= realtime_settings.FASTCMS_SSE_MAX_PER_CLIENT:
             raise AdmissionError(429, "too_many_connections", "Too many open streams for this client.")
 
-    async def subscribe(self, sub: Subscriber, last_event_id: str | None) -> tuple[list[bytes], bool | None]:
+    async def subscribe(
+        self, sub: Subscriber, last_event_id: str | None, checked_at: float | None = None
+    ) -> tuple[list[bytes], bool | None]:
         """Register `sub`, then read what it missed: (replayed frames, recovered).
 
         Registration comes first, so every event dispatched from now on reaches the subscriber;
         events that the history read also returns are dropped from the live backlog by id.
+        `checked_at` (monotonic) is when the stream's credentials were read: a revocation of its
+        user that arrived since closes it at once (the client reconnects and is judged anew).
         """
         self.admit(sub.client_key)
         self.subscribers.add(sub)
@@ -224,6 +258,12 @@ class EventBus:
         else:
             self.by_collection.setdefault(sub.collection_id, CollectionIndex()).add(sub)
         sub.cursor = self.cursor if self.cursor is not None else self.backend.last_id()
+        user_id = sub.auth.id
+        if user_id is not None:
+            self.by_user.setdefault(user_id, set()).add(sub)
+            revoked = self.revoked_at.get(user_id)
+            if revoked is not None and checked_at is not None and revoked >= checked_at:
+                sub.close(REVOKED)
         if last_event_id is None:
             return [], None
         sub.backlog = []
@@ -279,6 +319,11 @@ class EventBus:
         self.per_client[sub.client_key] -= 1
         if self.per_client[sub.client_key] <= 0:
             del self.per_client[sub.client_key]
+        user_subs = self.by_user.get(sub.auth.id) if sub.auth.id is not None else None
+        if user_subs is not None:
+            user_subs.discard(sub)
+            if not user_subs:
+                del self.by_user[sub.auth.id]
         if sub.subscriptions:
             self.labels.remove(sub)
         elif sub.collection_id is None:
@@ -312,7 +357,11 @@ def get_bus() -> EventBus:
 
 def _make_backend() -> Backend:
     backend_class = import_string(event_backend_path())
-    return backend_class(size=realtime_settings.FASTCMS_HISTORY_SIZE, seconds=realtime_settings.FASTCMS_HISTORY_SECONDS)
+    return backend_class(
+        size=realtime_settings.FASTCMS_HISTORY_SIZE,
+        seconds=realtime_settings.FASTCMS_HISTORY_SECONDS,
+        max_bytes=realtime_settings.FASTCMS_HISTORY_BYTES,
+    )
 
 
 def reset_bus() -> None:

@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "FASTCMS_STREAM_MIDDLEWARE": ["corsheaders.middleware.CorsMiddleware"],
     "FASTCMS_HISTORY_SIZE": 10000,
     "FASTCMS_HISTORY_SECONDS": 600.0,
+    "FASTCMS_HISTORY_BYTES": 64 * 1024 * 1024,  # per process (memory) or per Redis log
     "FASTCMS_COLLECTIONS_REFRESH": 5.0,
     "FASTCMS_STREAM_TOKEN_SECONDS": 300.0,  # lifetime of a stream token (realtime.tokens)
     "FASTCMS_PRESENCE_ANONYMOUS": True,  # read by the stream checks, so it lives here

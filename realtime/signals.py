@@ -6,21 +6,30 @@ service's `record_changed` (which carries the record's previous state, so a reco
 query is delivered), `bulk_create` through `records_bulk_created`. A record updated with
 `Record.save()` outside the services publishes nothing. A rolled-back transaction runs no
 on-commit callback, so it publishes nothing.
+
+Credentials: a user saved with another `is_active`, `is_staff`, `is_superuser` or password (the
+admin, `set_password()` then `save()`), a user deleted, or a token deleted publishes the internal
+`auth.revoked`, on which every process ends that user's open streams; the clients reconnect and
+are judged on the new credentials. Changes that bypass `save()` (`QuerySet.update`) revoke
+nothing: such streams end at their maximum age.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
+from rest_framework.authtoken.models import Token, TokenProxy
 
 from collections_app.models import Collection, Record
 from collections_app.serializers import record_representation
 from collections_app.signals import record_changed, records_bulk_created
 from realtime.bus import get_bus
 from realtime.events import (
+    AUTH_REVOKED,
     COLLECTION_CREATED,
     COLLECTION_DELETED,
     COLLECTION_UPDATED,
@@ -96,3 +105,41 @@ def collection_deleted(sender: Any, instance: Collection, **kwargs: Any) -> None
     publish_on_commit(
         Event(type=COLLECTION_DELETED, collection=info.name, record_id=None, data=info.as_dict(), schema=info)
     )
+
+
+# --- credentials ----------------------------------------------------------------------------------
+
+User = get_user_model()
+CREDENTIAL_FIELDS = tuple(name for name in ("is_active", "is_staff", "is_superuser", "password") if hasattr(User, name))
+_CHANGED = "_fastcms_credentials_changed"
+
+
+def revoke_on_commit(user_id: Any) -> None:
+    """End the user's open streams in every process once the transaction commits."""
+    publish_on_commit(Event(type=AUTH_REVOKED, collection=None, record_id=None, data={"user_id": str(user_id)}))
+
+
+@receiver(pre_save, sender=User, dispatch_uid="realtime.user_saving")
+def user_saving(sender: Any, instance: Any, raw: bool = False, update_fields: Any = None, **kwargs: Any) -> None:
+    if raw or instance._state.adding or (update_fields is not None and not set(update_fields) & set(CREDENTIAL_FIELDS)):
+        return  # a fixture, a new user (no stream yet), or a save of other fields (e.g. last_login)
+    stored = sender._default_manager.filter(pk=instance.pk).values(*CREDENTIAL_FIELDS).first()
+    if stored is not None and any(stored[name] != getattr(instance, name) for name in CREDENTIAL_FIELDS):
+        setattr(instance, _CHANGED, True)  # published after the save (post_save), on commit
+
+
+@receiver(post_save, sender=User, dispatch_uid="realtime.user_saved")
+def user_saved(sender: Any, instance: Any, **kwargs: Any) -> None:
+    if instance.__dict__.pop(_CHANGED, False):
+        revoke_on_commit(instance.pk)
+
+
+@receiver(post_delete, sender=User, dispatch_uid="realtime.user_deleted")
+def user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    revoke_on_commit(instance.pk)
+
+
+@receiver(post_delete, sender=Token, dispatch_uid="realtime.token_deleted")
+@receiver(post_delete, sender=TokenProxy, dispatch_uid="realtime.token_proxy_deleted")  # the admin's
+def token_deleted(sender: Any, instance: Token, **kwargs: Any) -> None:
+    revoke_on_commit(instance.user_id)

@@ -24,6 +24,23 @@ logger = logging.getLogger(__name__)
 
 # Why a stream ended.
 OVERFLOW, MAX_AGE, SHUTDOWN, COLLECTION_GONE = "overflow", "max_age", "shutdown", "collection_deleted"
+REVOKED = "revoked"  # the user's credentials changed: the client reconnects and is judged anew
+
+# Queued frames are written in chunks of about this size, so a large backlog is never copied whole.
+CHUNK = 64 * 1024
+
+
+def take_chunk(frames: deque[bytes]) -> bytes:
+    """Remove and return the oldest frames, joined, up to CHUNK bytes (at least one frame, never
+    copied when alone)."""
+    first = frames.popleft()
+    if not frames or len(first) + len(frames[0]) > CHUNK:
+        return first
+    taken, size = [first], len(first)
+    while frames and size + len(frames[0]) <= CHUNK:
+        size += len(frames[0])
+        taken.append(frames.popleft())
+    return b"".join(taken)
 
 
 class Subscriber:
@@ -48,6 +65,7 @@ class Subscriber:
         "presence",
         "query",
         "queue",
+        "queued_bytes",
         "sending",
         "skip_until",
         "staff",
@@ -76,6 +94,7 @@ class Subscriber:
         self.lenient = collection is None  # the all-collections stream
         self.client_key = client_key
         self.queue: deque[bytes] = deque()
+        self.queued_bytes = 0
         self.waiter: asyncio.Future[None] | None = None
         self.closed: str | None = None
         self.opened = self.last_write = time.monotonic()
@@ -135,20 +154,33 @@ class Subscriber:
 
     # --- the queue: producers on the loop, one consumer (the stream) ---------------------------
 
-    def push(self, frame: bytes, limit: int) -> None:
+    def push(self, frame: bytes, limit: int, max_bytes: int) -> None:
+        """Queue a frame; close the stream when `limit` frames or `max_bytes` bytes already wait."""
         if self.closed:
             return
-        if len(self.queue) >= limit:
-            logger.info("stream %s closed: %d events queued for a client that does not read", self.client_id, limit)
+        if len(self.queue) >= limit or (self.queue and self.queued_bytes + len(frame) > max_bytes):
+            logger.info(
+                "stream %s closed: %d events (%d bytes) queued for a client that does not read",
+                self.client_id,
+                len(self.queue),
+                self.queued_bytes,
+            )
             self.close(OVERFLOW)
             return
         self.queue.append(frame)
+        self.queued_bytes += len(frame)
         self.wake()
 
     def take(self) -> bytes:
-        frames = b"".join(self.queue)
-        self.queue.clear()
-        return frames
+        """The queued frames to write next: all of them, or CHUNK bytes' worth when more wait."""
+        if self.queued_bytes <= CHUNK:
+            frames = b"".join(self.queue)
+            self.queue.clear()
+            self.queued_bytes = 0
+            return frames
+        chunk = take_chunk(self.queue)
+        self.queued_bytes -= len(chunk)
+        return chunk
 
     def wake(self) -> None:
         waiter = self.waiter
@@ -167,8 +199,10 @@ class Subscriber:
         if self.closed:
             return
         self.closed = reason
-        if reason == OVERFLOW:
+        if reason in (OVERFLOW, REVOKED):
+            # Overflow: the client resumes anyway. Revoked: frames chosen on the old credentials.
             self.queue.clear()
+            self.queued_bytes = 0
         if self.sending and self.task is not None and reason == OVERFLOW:
             # Stuck writing to a client that does not read: abandon the response.
             self.task.cancel(ABANDONED)

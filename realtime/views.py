@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +28,11 @@ from collections_app.models import Collection, new_id
 from collections_app.query import Auth, Condition, Node, QueryError, compile_query, parse
 from collections_app.rules import is_staff, rule_condition_for
 from collections_app.serializers import user_summary
-from realtime.auth import auth_pool, authenticate, has_credentials
+from realtime.auth import account_for, auth_pool, authenticate, could_be_account, has_credentials
 from realtime.bus import AdmissionError, get_bus
 from realtime.conf import realtime_settings
 from realtime.events import PING_FRAME, CollectionInfo, connected_frame, retry_frame
-from realtime.subscribers import Subscriber
+from realtime.subscribers import OVERFLOW, REVOKED, Subscriber, take_chunk
 from realtime.subscriptions import LabelPlan, SubscribeError, Subscription, check_subscriptions
 
 logger = logging.getLogger(__name__)
@@ -87,10 +88,14 @@ def inline_collection(request: HttpRequest, name: str | None) -> CollectionInfo 
     """What an inline (no database) preparation would use, or False when the database is needed.
 
     Returns the collection (None for the all-collections stream) when no token or session has
-    to be checked and the registry knows the collection. A multiplexed stream's collections are
-    looked up by `prepare_stream`, which raises NeedsDatabase when the registry lacks one.
+    to be checked, no presence `user_id` may be an account's (which must be looked up) and the
+    registry knows the collection. A multiplexed stream's collections are looked up by
+    `prepare_stream`, which raises NeedsDatabase when the registry lacks one.
     """
     if has_credentials(request):
+        return False
+    user_id = request.GET.get("user_id")
+    if user_id and realtime_settings.FASTCMS_PRESENCE_ANONYMOUS and could_be_account(user_id):
         return False
     registry = get_bus().collections
     if registry.stale():
@@ -198,16 +203,26 @@ def _presence_identity(
     user: Any, staff: bool, user_id: str | None, user_name: str | None
 ) -> tuple[str | None, str | None]:
     """Who this stream counts as for presence: an authenticated user as itself (staff may name
-    another id), an anonymous caller under the `user_id` it chose, if the setting allows it."""
+    another id, shown under that account's name when it is one), an anonymous caller under the
+    `user_id` it chose, if the setting allows it and no account has that id.
+
+    Reads the database only when `user_id` may be an account's (see `inline_collection`)."""
     if user.is_authenticated:
         own = str(user.pk)
-        if user_id not in (None, "", own) and not staff:
+        if user_id in (None, "", own):
+            return own, user_summary(user)["name"]
+        if not staff:
             raise StreamRefused(403, "presence_forbidden", "user_id must be your own user id.")
-        return (user_id or own), user_summary(user)["name"]
+        account = account_for(user_id)
+        return user_id, user_summary(account if account is not None else user)["name"]
     if not user_id:
         return None, None
     if not realtime_settings.FASTCMS_PRESENCE_ANONYMOUS:
         raise StreamRefused(403, "presence_forbidden", "Presence with a user_id requires authentication.")
+    if account_for(user_id) is not None:
+        raise StreamRefused(
+            403, "presence_forbidden", "user_id is an account's id: sign in as that user to appear under it."
+        )
     return user_id, user_name or None
 
 
@@ -231,6 +246,7 @@ async def _stream(request: HttpRequest, name: str | None) -> HttpResponse:
     bus = get_bus()
     await bus.start()
     loop = asyncio.get_running_loop()
+    checked_at = time.monotonic()  # before the credentials are read (see `EventBus.subscribe`)
     try:
         known = inline_collection(request, name)
         plan = None
@@ -253,7 +269,7 @@ async def _stream(request: HttpRequest, name: str | None) -> HttpResponse:
     if plan.subscriptions:
         sub.subscriptions = tuple(Subscription(stream=sub, plan=item) for item in plan.subscriptions)
     try:
-        replay, recovered = await bus.subscribe(sub, plan.last_event_id)
+        replay, recovered = await bus.subscribe(sub, plan.last_event_id, checked_at)
     except AdmissionError as refused:
         bus.unsubscribe(sub)
         return JsonResponse({"detail": refused.detail, "code": refused.code}, status=refused.status)
@@ -272,11 +288,11 @@ async def _stream(request: HttpRequest, name: str | None) -> HttpResponse:
         "cursor": sub.cursor,
     }
     labels = tuple(item.label for item in plan.subscriptions) if plan.subscriptions else None
-    prelude = (
-        retry_frame(realtime_settings.FASTCMS_SSE_RETRY_MS)
-        + connected_frame(connected, connected["collection"], labels)
-        + b"".join(replay)
+    # The replayed frames are the events' own (shared): written in chunks, never joined whole.
+    opening = retry_frame(realtime_settings.FASTCMS_SSE_RETRY_MS) + connected_frame(
+        connected, connected["collection"], labels
     )
+    prelude = [opening, *replay]
     return EventStreamResponse(sub, prelude)
 
 
@@ -287,7 +303,7 @@ class EventStreamResponse(StreamingHttpResponse):
     handlers iterate it as any streaming response.
     """
 
-    def __init__(self, sub: Subscriber, prelude: bytes) -> None:
+    def __init__(self, sub: Subscriber, prelude: list[bytes]) -> None:
         super().__init__(_frames(sub, prelude), content_type="text/event-stream")
         self["Cache-Control"] = "no-cache"
         self["X-Accel-Buffering"] = "no"
@@ -324,16 +340,20 @@ def end_stream(sub: Subscriber) -> None:
         stream_closed.send(sender=Subscriber, subscriber=sub, user_id=user_id, user_name=user_name)
 
 
-async def _frames(sub: Subscriber, prelude: bytes) -> AsyncIterator[bytes]:
+async def _frames(sub: Subscriber, prelude: list[bytes]) -> AsyncIterator[bytes]:
     """The prelude, then the subscriber's frames and pings, until the bus closes the stream."""
     sub.task = asyncio.current_task()
+    pending = deque(prelude)
     try:
-        chunk = prelude
+        chunk = take_chunk(pending)
         while True:
             sub.sending = True
             yield chunk
             sub.sending = False
             sub.last_write = time.monotonic()
+            if pending and sub.closed not in (OVERFLOW, REVOKED):
+                chunk = take_chunk(pending)
+                continue
             while not sub.queue and not sub.closed and not sub.ping_due:
                 await sub.wait()
             if sub.queue:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
+from realtime.conf import realtime_settings
 from realtime.events import Event
 
 
@@ -33,9 +34,11 @@ class Backend(ABC):
 
     available = True  # False while new streams cannot be served (a 503 until it is back)
 
-    def __init__(self, *, size: int, seconds: float) -> None:
+    def __init__(self, *, size: int, seconds: float, max_bytes: int | None = None) -> None:
         self.size = size  # events kept for resume
         self.seconds = seconds  # age limit of kept events
+        # byte limit of kept events (`Event.footprint` estimates); default FASTCMS_HISTORY_BYTES
+        self.max_bytes = realtime_settings.FASTCMS_HISTORY_BYTES if max_bytes is None else max_bytes
         self.deliver: Callable[[Event], None] = lambda event: None
 
     def attach(self, deliver: Callable[[Event], None]) -> None:

@@ -44,8 +44,8 @@ def stream_key() -> str:
 class RedisBackend(Backend):
     """The cluster's event log in one Redis Stream; `url` defaults to the REDIS_URL setting."""
 
-    def __init__(self, url: str | None = None, *, size: int, seconds: float) -> None:
-        super().__init__(size=size, seconds=seconds)
+    def __init__(self, url: str | None = None, *, size: int, seconds: float, max_bytes: int | None = None) -> None:
+        super().__init__(size=size, seconds=seconds, max_bytes=max_bytes)
         self.url = url or realtime_settings.REDIS_URL
         if not self.url:
             raise ImproperlyConfigured("The Redis event backend needs REDIS_URL.")
@@ -59,7 +59,10 @@ class RedisBackend(Backend):
         self.outbox: deque[Event] = deque()
         self.outbox_lock = threading.Lock()
         self.flusher: threading.Thread | None = None
-        self.recent: OrderedDict[str, Event] = OrderedDict()  # parsed events, reused by replays
+        # Parsed events with their estimated bytes, reused by replays; bounded like the history.
+        self.recent: OrderedDict[str, tuple[Event, int]] = OrderedDict()
+        self.recent_bytes = 0
+        self.recent_lock = threading.Lock()  # writers' threads and the loop both remember events
         self.loop_thread: int | None = None
 
     @property
@@ -94,12 +97,13 @@ class RedisBackend(Backend):
 
     def append(self, event: Event) -> None:
         """Log the event (its id comes back with it); queue it locally if Redis does not answer."""
+        cost = event.footprint()  # before the lock: it may serialise
         with self.outbox_lock:
             # Never wait for Redis on the event loop (presence events): the outbox thread logs them.
             if not self.outbox and threading.get_ident() != self.loop_thread:
                 try:
                     event.id = self._xadd(event)
-                    self._remember(event)
+                    self._remember(event, cost)
                     return
                 except redis.RedisError as exc:
                     logger.warning("Redis unavailable, keeping events until it returns: %s", exc)
@@ -132,11 +136,18 @@ class RedisBackend(Backend):
             time.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF)
 
-    def _remember(self, event: Event) -> None:
-        """Keep recent events parsed, so the reader and replays reuse their serialised frames."""
-        self.recent[event.id] = event
-        while len(self.recent) > min(self.size, 20000):
-            self.recent.popitem(last=False)
+    def _remember(self, event: Event, cost: int | None = None) -> None:
+        """Keep recent events parsed, so the reader and replays reuse their serialised frames;
+        as many as the history may hold (count, bytes), the oldest forgotten first."""
+        cost = event.footprint() if cost is None else cost
+        with self.recent_lock:
+            replaced = self.recent.pop(event.id, None)
+            if replaced is not None:
+                self.recent_bytes -= replaced[1]
+            self.recent[event.id] = (event, cost)
+            self.recent_bytes += cost
+            while self.recent and (len(self.recent) > min(self.size, 20000) or self.recent_bytes > self.max_bytes):
+                self.recent_bytes -= self.recent.popitem(last=False)[1][1]
 
     # --- reading (the event loop) ---------------------------------------------------------------
 
@@ -174,10 +185,12 @@ class RedisBackend(Backend):
                 logger.exception("could not handle an event from Redis; skipping it")
 
     def _event(self, event_id: str, fields: dict[bytes, bytes]) -> Event:
-        event = self.recent.get(event_id)
-        if event is None:
-            event = Event.from_wire(event_id, fields[b"e"])
-            self._remember(event)
+        known = self.recent.get(event_id)
+        if known is not None:
+            return known[0]
+        wire = fields[b"e"]
+        event = Event.from_wire(event_id, wire)
+        self._remember(event, event.footprint(wire))
         return event
 
     # --- queries ----------------------------------------------------------------------------------

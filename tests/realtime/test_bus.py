@@ -28,7 +28,7 @@ FIELDS = [
 
 
 def history() -> list[Event]:
-    return [event for _, event in get_bus().backend.history]
+    return [entry[2] for entry in get_bus().backend.kept]
 
 
 @pytest.fixture(autouse=True)
@@ -205,7 +205,7 @@ def test_overflow_closes_only_the_slow_subscriber(settings: Any) -> None:
 
 def test_history_replay_and_unknown_ids() -> None:
     backend = MemoryBackend(size=3, seconds=60)
-    events = [Event(type="user.joined", collection=None, record_id=None, data={"n": i}) for i in range(5)]
+    events = [Event(type="collection.updated", collection=None, record_id=None, data={"n": i}) for i in range(5)]
     for event in events:
         backend.append(event)
 
