@@ -10,7 +10,7 @@ import httpx
 import pytest
 from django.contrib.auth.models import User
 
-from realtime.bus import parse_id
+from realtime.backends.base import parse_id
 from tests.live import Server, SSEClient, wait_until
 from tests.realtime.conftest import PRODUCT_FIELDS, stream_of
 
