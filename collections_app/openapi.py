@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
@@ -102,6 +103,16 @@ class TokenScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": "The token from `POST /api/v1/auth/token`; `Authorization: Token <token>` works too.",
         }
+
+
+class SessionScheme(OpenApiAuthenticationExtension):
+    """The Django session (the admin's sign-in), as drf-spectacular describes DRF's own."""
+
+    target_class = "collections_app.authentication.SessionAuthentication"
+    name = "cookieAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {"type": "apiKey", "in": "cookie", "name": settings.SESSION_COOKIE_NAME}
 
 
 # --- schemas from fields -----------------------------------------------------------------------

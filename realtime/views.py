@@ -100,7 +100,7 @@ def inline_collection(request: HttpRequest, name: str | None) -> CollectionInfo 
     registry = get_bus().collections
     if registry.stale():
         return False
-    if name is None or "subscribe" in request.GET:
+    if name is None:
         return None
     return registry.named(name) or False
 

@@ -55,6 +55,19 @@ def make_live_collection(staff_http: Any) -> Callable[..., dict[str, Any]]:
     return make
 
 
+@pytest.fixture
+def make_named_collection(staff_http: Any) -> Callable[..., dict[str, Any]]:
+    """Create a collection with exactly this name through the live server's REST API (the server
+    hears of it, so a same-named collection of an earlier test is replaced in its registry)."""
+
+    def make(name: str, fields: list[dict[str, Any]], **rules: Any) -> dict[str, Any]:
+        response = staff_http.post("/api/v1/collections/", json={"name": name, "fields": fields, **rules})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    return make
+
+
 def records_of(collection: dict[str, Any]) -> str:
     return f"/api/v1/collections/{collection['name']}/records/"
 

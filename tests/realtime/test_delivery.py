@@ -338,10 +338,11 @@ def test_admin_writes_emit_events(live: Server, open_stream: Any, products_live:
             "/admin/login/",
             data={"username": "root", "password": "root-pass", "csrfmiddlewaretoken": csrf, "next": "/admin/"},
         )
-        form = browser.get("/admin/collections_app/record/add/?collection=products")
+        add = f"/admin/collections_app/record/add/?collection={products_live['name']}"
+        form = browser.get(add)
         csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
         saved = browser.post(
-            "/admin/collections_app/record/add/?collection=products",
+            add,
             data={"name": "from the admin", "price": "3", "csrfmiddlewaretoken": csrf},
         )
         assert saved.status_code == 302, saved.text[:500]

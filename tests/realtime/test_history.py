@@ -231,7 +231,8 @@ def test_large_writes_keep_a_worker_memory_bounded(
     live_servers: Any, transactional_db: None, staff: User, budget_mb: int | None, posts: int, allowed_mb: int
 ) -> None:
     live_servers()  # the test database is ready for servers
-    env = {**LIVE_DEFAULTS, **IN_PROCESS}
+    # Bodies of about 2 MB: above the default upload limit, which a deployment may raise.
+    env = {**LIVE_DEFAULTS, **IN_PROCESS, "DATA_UPLOAD_MAX_MEMORY_SIZE": str(4 * 1024 * 1024)}
     if budget_mb is not None:
         env["FASTCMS_HISTORY_BYTES"] = str(budget_mb * 1024 * 1024)
     with Server(env) as server, http_for(server, staff) as api:

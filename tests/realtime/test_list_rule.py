@@ -15,10 +15,10 @@ NOTES = "/api/v1/collections/notes/records/"
 
 
 def test_a_record_leaving_the_list_rule_arrives_as_its_id_live_and_on_replay(
-    live: Server, open_stream: Any, make_live_collection: Any, staff_http: Any, alice: User, bob: User
+    live: Server, open_stream: Any, make_named_collection: Any, staff_http: Any, alice: User, bob: User
 ) -> None:
     # Everyone may view any note, but lists (and streams) show only one's own.
-    make_live_collection("notes", PRODUCT_FIELDS, list_rule="owner = @request.auth.id", view_rule="")
+    make_named_collection("notes", PRODUCT_FIELDS, list_rule="owner = @request.auth.id", view_rule="")
     marker = staff_http.get(NOTES).headers["x-last-event-id"]
     live_streams = [open_stream(live, path, user=alice) for path in ("/api/v1/realtime/notes", "/api/v1/realtime")]
     for stream in live_streams:
@@ -49,10 +49,10 @@ def test_a_record_leaving_the_list_rule_arrives_as_its_id_live_and_on_replay(
 
 
 def test_the_view_rule_never_filters_a_stream(
-    live: Server, open_stream: Any, make_live_collection: Any, staff_http: Any, alice: User, bob: User
+    live: Server, open_stream: Any, make_named_collection: Any, staff_http: Any, alice: User, bob: User
 ) -> None:
     # Everyone may list the notes, only the owner may view one: streams follow the list rule.
-    make_live_collection("notes", PRODUCT_FIELDS, list_rule="", view_rule="owner = @request.auth.id")
+    make_named_collection("notes", PRODUCT_FIELDS, list_rule="", view_rule="owner = @request.auth.id")
     marker = staff_http.get(NOTES).headers["x-last-event-id"]
     as_bob = open_stream(live, "/api/v1/realtime/notes", user=bob)
     as_bob.next()

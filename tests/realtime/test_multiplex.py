@@ -147,11 +147,11 @@ def test_an_event_reaches_a_multiplexed_stream_once_and_frames_are_shared_per_la
 
 
 @pytest.fixture
-def site(make_live_collection: Any) -> None:
-    make_live_collection("posts", POST_FIELDS, list_rule="", view_rule="")
-    make_live_collection("products", PRODUCT_FIELDS, list_rule="", view_rule="")
-    make_live_collection("notes", PRODUCT_FIELDS, list_rule="owner = @request.auth.id")
-    make_live_collection("internal", PRODUCT_FIELDS)  # every rule null: staff only
+def site(make_named_collection: Any) -> None:
+    make_named_collection("posts", POST_FIELDS, list_rule="", view_rule="")
+    make_named_collection("products", PRODUCT_FIELDS, list_rule="", view_rule="")
+    make_named_collection("notes", PRODUCT_FIELDS, list_rule="owner = @request.auth.id")
+    make_named_collection("internal", PRODUCT_FIELDS)  # every rule null: staff only
 
 
 @pytest.mark.parametrize(
@@ -370,11 +370,11 @@ def test_a_deleted_collection_ends_its_labels_and_the_stream_goes_on(
 
 
 def test_anonymous_multiplexed_streams_open_inline_and_find_new_collections(
-    live: Server, open_stream: Any, make_live_collection: Any
+    live: Server, open_stream: Any, make_named_collection: Any
 ) -> None:
     with http_for(live) as anonymous:
         assert anonymous.get("/api/v1/presence").status_code == 200
-    make_live_collection("fresh", PRODUCT_FIELDS, list_rule="")
+    make_named_collection("fresh", PRODUCT_FIELDS, list_rule="")
     stream = open_stream(live, "/api/v1/realtime", subscribe=subscribe(f=("fresh", "price>1")))
     assert stream.status == 200
     assert stream.next().json["subscriptions"] == ["f"]

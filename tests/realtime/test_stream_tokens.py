@@ -56,9 +56,9 @@ def test_a_session_gets_a_stream_token_too(alice: User) -> None:
 
 
 def test_a_stream_token_opens_streams_and_presence_and_is_never_logged(
-    live: Server, alice: User, make_live_collection: Any
+    live: Server, alice: User, make_named_collection: Any
 ) -> None:
-    make_live_collection("posts", [{"name": "title", "type": "text"}], list_rule="")
+    make_named_collection("posts", [{"name": "title", "type": "text"}], list_rule="")
     token = stream_token(live, alice)["token"]
     for path in ("/api/v1/realtime", "/api/v1/realtime/posts"):
         with open_with(live, token, path) as stream:
@@ -119,8 +119,8 @@ def test_forged_and_foreign_tokens_are_refused(alice: User, settings: Any) -> No
         user_for_stream_token(expired)
 
 
-def test_a_collection_named_tokens_keeps_its_stream(live: Server, alice: User, make_live_collection: Any) -> None:
-    make_live_collection("tokens", [{"name": "title", "type": "text"}], list_rule="")
+def test_a_collection_named_tokens_keeps_its_stream(live: Server, alice: User, make_named_collection: Any) -> None:
+    make_named_collection("tokens", [{"name": "title", "type": "text"}], list_rule="")
     with SSEClient(f"{live.url}{TOKENS}") as stream:
         assert stream.next().json["data"]["collection"] == "tokens"
     assert set(stream_token(live, alice)) == {"token", "expires"}
