@@ -77,6 +77,8 @@ class Server:
             "DATABASE_URL": database_url(),
             "PYTHONUNBUFFERED": "1",
             "FASTCMS_REDIS_PREFIX": django_settings.FASTCMS_REDIS_PREFIX,
+            # Every test's streams come from 127.0.0.1: only the tests of this limit set it lower.
+            "FASTCMS_SSE_OPENS_PER_MINUTE": "100000",
             **(env or {}),
         }
         self.workers = workers
@@ -142,6 +144,7 @@ class SSEEvent:
     event: str
     data: str
     id: str | None
+    received: float = field(default_factory=time.time)  # when the client read it (wall clock)
 
     @property
     def json(self) -> Any:
