@@ -84,7 +84,7 @@ class Server:
         self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Server:
+    def command(self) -> list[str]:
         command = [
             sys.executable,
             "-m",
@@ -97,8 +97,13 @@ class Server:
         ]
         if self.workers > 1:
             command += ["--workers", str(self.workers)]
+        return command
+
+    def start(self) -> Server:
         self.log = self.log_path.open("wb")
-        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            self.command(), cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import secrets
 import time
 from collections import OrderedDict
@@ -134,7 +135,8 @@ class RedisBackend(Backend):
     # --- writing (any thread; never waits for Redis) --------------------------------------------
 
     def _new_key(self) -> str:
-        return f"{self.origin}.{next(self.counter)}"
+        # Unique in the cluster, even for processes forked after this backend was made.
+        return f"{os.getpid():x}-{self.origin}.{next(self.counter)}"
 
     def append(self, event: Event) -> None:
         """Queue an event of no database write (presence) for the relay thread."""
