@@ -11,8 +11,9 @@ Outbox rows are appended in id order, by one relay at a time in the cluster: a r
 Redis lock (`SET NX PX`), reads the oldest rows, and appends them with the log's script, which
 checks that the lock is still its own (a relay that stalled past the lock's expiry is fenced off,
 so two relays never interleave) and records each row's key, so a row relayed by a relay that died
-before deleting it is appended once. Rows are deleted after they are appended. Holding no
-database transaction while Redis is called, a relay never holds up writers.
+before deleting it is appended once. Appended rows are deleted in batches (every DELETE_EVERY
+seconds or DELETE_BATCH rows). Holding no database transaction while Redis is called, a relay
+never holds up writers.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ SWEEP = 1.0  # seconds between looks for rows that no commit of this worker anno
 BATCH = 200  # rows per append
 BATCH_BYTES = 1 << 20
 LOCK_MS = 2000  # the relay lock's lease; a relay that died holding it delays others this long
+DELETE_EVERY = 0.1  # seconds an appended row may wait for its (batched) delete
+DELETE_BATCH = 100
 QUEUE_LIMIT = 10_000  # presence events waiting while Redis does not answer (oldest dropped)
 MAX_BACKOFF = 2.0
 
@@ -58,6 +61,8 @@ class Relay:
         self.release_script = self.client.register_script(RELEASE)
         self.queue: deque[Entry] = deque(maxlen=QUEUE_LIMIT)
         self.rows_waiting = True  # look at the outbox first thing
+        self.appended: set[int] = set()  # outbox rows appended, not yet deleted
+        self.appended_at = 0.0
         self.wakeup = threading.Event()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
@@ -98,10 +103,11 @@ class Relay:
         swept = 0.0
         try:
             while True:
-                self.wakeup.wait(SWEEP)
+                self.wakeup.wait(DELETE_EVERY if self.appended else SWEEP)
                 self.wakeup.clear()
                 stopping = self.stopping.is_set()
                 try:
+                    self._delete_appended(force=stopping)
                     self._send_queued()
                     if self.rows_waiting or time.monotonic() - swept >= SWEEP:
                         swept = time.monotonic()
@@ -122,6 +128,13 @@ class Relay:
                     return
         finally:
             connection.close()  # this thread's database connection
+
+    def _delete_appended(self, *, force: bool = False) -> None:
+        """Delete the appended rows, when enough of them or the oldest has waited long enough."""
+        due = len(self.appended) >= DELETE_BATCH or time.monotonic() - self.appended_at >= DELETE_EVERY
+        if self.appended and (force or due):
+            outbox.delete(sorted(self.appended))
+            self.appended.clear()
 
     def _report(self, exc: Exception) -> None:
         if isinstance(exc, DatabaseError):
@@ -147,8 +160,10 @@ class Relay:
 
     def _relay_rows(self, *, check_first: bool) -> None:
         """Append every outbox row (oldest first) while holding the cluster's relay lock."""
-        if check_first and not outbox.any_left(self.log):
-            return
+        if check_first:
+            self._delete_appended(force=True)
+            if not outbox.any_left(self.log):
+                return
         token = secrets.token_hex(8)
         if not self._acquire(token):
             self.rows_waiting = True  # another relay is at it; look again next time
@@ -157,9 +172,10 @@ class Relay:
         try:
             while not self.stopping.is_set():
                 rows, last = outbox.oldest(self.log, BATCH, BATCH_BYTES)
-                if not rows:
+                fresh = [row for row in rows if row.id not in self.appended]
+                if not fresh:
                     break
-                entries = [Entry(kind_of(row.type), row.key, row.payload, row.key, row.id) for row in rows]
+                entries = [Entry(kind_of(row.type), row.key, row.payload, row.key, row.id) for row in fresh]
                 args = append_args(entries, self.bounds(), token=token, floor=rows[0].id, release=last)
                 try:
                     self.append_script(keys=self.keys.as_list(), args=args)
@@ -170,9 +186,12 @@ class Relay:
                         return
                     raise
                 released = last
-                outbox.delete([row.id for row in rows])
+                if not self.appended:
+                    self.appended_at = time.monotonic()
+                self.appended.update(row.id for row in fresh)
                 if last:
                     break
+                self._delete_appended(force=True)  # so the next read moves on
         finally:
             if not released:
                 self._release(token)
