@@ -90,9 +90,10 @@ class RedisPresence(PresenceBackend):
         self.meta_key = f"{prefix}:meta"
         self.quiet_key = f"{prefix}:quiet"
         self.conns_prefix = f"{prefix}:conns:"
-        # Bounded: bursts of joins and leaves wait (briefly) for a connection instead of failing.
+        # Bounded: bursts of joins and leaves wait for a connection instead of failing. They are
+        # background tasks (the loop never waits for them); `users()` has its own short deadline.
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=16, timeout=2, socket_timeout=2, socket_connect_timeout=1
+            url, max_connections=16, timeout=10, socket_timeout=5, socket_connect_timeout=1
         )
         self.client = aioredis.Redis(connection_pool=pool)
         self.connect_script = self.client.register_script(CONNECT)

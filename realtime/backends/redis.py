@@ -141,7 +141,7 @@ class RedisBackend(Backend):
     def append(self, event: Event) -> None:
         """Queue an event of no database write (presence) for the relay thread."""
         key = self._new_key()
-        self.local[key] = event
+        self._keep_local(key, event)
         self.relay.enqueue(Entry(kind_of(event.type), key, event.to_wire()))
 
     def publish_on_commit(self, event: Event) -> None:
@@ -152,8 +152,13 @@ class RedisBackend(Backend):
 
     def _committed(self, key: str, event: Event) -> None:
         if self.task is not None:  # a process that reads the log (not a management command)
-            self.local[key] = event
+            self._keep_local(key, event)
         self.relay.wake()
+
+    def _keep_local(self, key: str, event: Event) -> None:
+        # Bounded: while Redis is away nothing is read back, and the reader parses what it misses.
+        if len(self.local) < LOCAL_LIMIT:
+            self.local[key] = event
 
     # --- reading (the event loop) ---------------------------------------------------------------
 
@@ -232,8 +237,8 @@ class RedisBackend(Backend):
         self.recent[event_id] = event
         while len(self.recent) > min(self.size, 20000):
             self.recent.popitem(last=False)
-        if len(self.local) > LOCAL_LIMIT:  # relayed by another worker before its commit callback ran
-            for stale in list(self.local)[: len(self.local) - LOCAL_LIMIT]:
+        if len(self.local) >= LOCAL_LIMIT * 0.9:  # stale ones (relayed elsewhere before their callback ran)
+            for stale in list(self.local)[: LOCAL_LIMIT // 10]:
                 self.local.pop(stale, None)
         return event
 
