@@ -36,7 +36,7 @@ from realtime.events import USER_JOINED, USER_LEFT, now_iso
 
 logger = logging.getLogger(__name__)
 
-USERS_TIMEOUT = 1.5  # seconds; GET /api/v1/presence answers within its 3 s either way
+USERS_TIMEOUT = 1.0  # seconds; GET /api/v1/presence answers within its 3 s either way
 
 CONNECT = """
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])

@@ -170,8 +170,9 @@ class RedisBackend(Backend):
                 if self.last_read is None:
                     await self._find_start()
                 if not self.connected:
+                    await self.reader.ping()  # answers: new streams may be served again
                     logger.info("reading events from Redis after %s", self.last_read)
-                self.connected = True
+                    self.connected = True
                 await self._read_once()
                 delay = 0.1
                 if time.monotonic() - trimmed_at > TRIM_EVERY:

@@ -87,6 +87,7 @@ class RedisAdmission(Admission):
         self.releases: list[tuple[str, str]] = []  # (client key, stream id) still to remove
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task[Any] | None = None
+        self.failing = False  # warn once per outage, not once per refused stream
 
     @property
     def ttl_ms(self) -> int:
@@ -120,10 +121,15 @@ class RedisAdmission(Admission):
         try:
             verdict, wait_ms = await asyncio.wait_for(self.admit_script(keys=keys, args=args), ADMIT_TIMEOUT)
         except (redis.RedisError, OSError, TimeoutError) as exc:
-            logger.warning("stream limits unavailable (Redis: %r); refusing a new stream with 503", exc)
+            if not self.failing:
+                logger.warning("stream limits unavailable (Redis: %r); new streams get 503 meanwhile", exc)
+            self.failing = True
             self.releases.append((client_key, stream_id))  # in case it was held before the answer was lost
             self.wakeup.set()
             raise unavailable() from exc
+        if self.failing:
+            logger.info("stream limits available again")
+            self.failing = False
         if verdict == 1:
             raise too_many_open()
         if verdict == 2:
