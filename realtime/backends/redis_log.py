@@ -34,7 +34,8 @@ FENCED = "FENCED"  # the error of a relay batch whose lock was lost
 # KEYS: 1 stream, 2 byte count, 3 trimmed watermark, 4 origin, 5 ephemeral ids (list),
 #       6 relay lock, 7 relayed outbox keys (sorted set scored by row id)
 # ARGV: 1 size, 2 age in ms, 3 bytes, 4 relay token ('' when not a relay batch), 5 floor (relayed
-#       keys of rows below it are forgotten; ''), 6 '1' to release the lock after,
+#       keys of rows below it are forgotten; ''), 6 '0' to release the lock after, else its new
+#       lease in ms,
 #       then for each entry: kind, origin key, payload, relayed member ('' for none), its score.
 # Returns the new entry ids, '' for an entry whose outbox row was appended before.
 APPEND = """
@@ -59,7 +60,9 @@ for i = 7, #ARGV, 5 do
     ids[#ids + 1] = id
   end
 end
-if token ~= '' and ARGV[6] == '1' then redis.call('DEL', KEYS[6]) end
+if token ~= '' then
+  if ARGV[6] == '0' then redis.call('DEL', KEYS[6]) else redis.call('PEXPIRE', KEYS[6], ARGV[6]) end
+end
 
 local now = redis.call('TIME')
 local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - age
@@ -151,16 +154,23 @@ def kind_of(event_type: str) -> str:
 
 
 def append_args(
-    entries: list[Entry], bounds: Bounds, *, token: str = "", floor: int | None = None, release: bool = False
+    entries: list[Entry],
+    bounds: Bounds,
+    *,
+    token: str = "",
+    floor: int | None = None,
+    release: bool = False,
+    lease_ms: int = 0,
 ) -> list[Any]:
-    """ARGV of the append script (no entries: only trim to the bounds)."""
+    """ARGV of the append script (no entries: only trim to the bounds). A relay batch (`token`)
+    releases the relay lock after it, or extends its lease to `lease_ms`."""
     args: list[Any] = [
         bounds.size,
         int(bounds.seconds * 1000),
         bounds.bytes,
         token,
         "" if floor is None else floor,
-        "1" if release else "0",
+        "0" if release else max(1, lease_ms),
     ]
     for entry in entries:
         args += [entry.kind, entry.key, entry.payload, entry.member, entry.score]

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 SWEEP = 1.0  # seconds between looks for rows that no commit of this worker announced
 BATCH = 200  # rows per append
 BATCH_BYTES = 1 << 20
-LOCK_MS = 2000  # the relay lock's lease; a relay that died holding it delays others this long
+LOCK_MS = 1000  # the relay lock's lease (renewed by each batch); a relay that died holding it delays others this long
 DELETE_EVERY = 0.1  # seconds an appended row may wait for its (batched) delete
 DELETE_BATCH = 100
 QUEUE_LIMIT = 10_000  # presence events waiting while Redis does not answer (oldest dropped)
@@ -176,7 +176,9 @@ class Relay:
                 if not fresh:
                     break
                 entries = [Entry(kind_of(row.type), row.key, row.payload, row.key, row.id) for row in fresh]
-                args = append_args(entries, self.bounds(), token=token, floor=rows[0].id, release=last)
+                args = append_args(
+                    entries, self.bounds(), token=token, floor=rows[0].id, release=last, lease_ms=LOCK_MS
+                )
                 try:
                     self.append_script(keys=self.keys.as_list(), args=args)
                 except redis.ResponseError as exc:

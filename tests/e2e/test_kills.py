@@ -29,9 +29,9 @@ from django.db import connection
 
 from collections_app.models import Record
 from realtime.models import OutboxEvent
-from tests.conftest import token_of
+from tests.conftest import settle_events, token_of
 from tests.e2e.test_cluster import CLUSTER_ENV
-from tests.live import Server, SSEClient
+from tests.live import Server, SSEClient, wait_until
 from tests.prefork import PreforkServer
 from tests.proxy import TCPProxy
 
@@ -55,6 +55,7 @@ class Writer:
     record_id: str = ""
     committed: list[int] = field(default_factory=list)  # the n values the database accepted
     cut_off: int = 0  # writes whose connection died (committed or not)
+    done: int = 0  # writes finished, answered or cut off
     errors: list[str] = field(default_factory=list)
 
 
@@ -81,19 +82,20 @@ def write_until(stop: threading.Event, writer: Writer, url: str, headers: dict[s
         with httpx.Client(base_url=url, headers=headers, timeout=30) as api:
             while not stop.is_set():
                 n += 1
-                sent = datetime.now(UTC)
                 try:
                     if n % 4 == 0:
                         response = api.post(RECORDS, json={"name": f"w{writer.index}-{n}"})
                     else:
                         response = api.patch(f"{RECORDS}{writer.record_id}/", json={"n": n})
                 except httpx.TransportError:
+                    writer.done += 1
                     writer.cut_off += 1
                     if n % 4 != 0:
-                        settled_since(sent)
+                        settled_since(datetime.now(UTC))  # the killed worker's transaction began before
                         if Record.objects.get(pk=writer.record_id).data["n"] == n:
                             writer.committed.append(n)  # committed, then cut off before answering
                     continue
+                writer.done += 1
                 if response.status_code not in (200, 201):
                     writer.errors.append(f"{response.status_code} {response.text[:200]}")
                 elif n % 4 != 0:
@@ -115,7 +117,7 @@ def test_killed_writers_lose_no_committed_event(
     live_servers()  # the test database is ready for servers
     env = {**CLUSTER_ENV, "FASTCMS_SSE_QUEUE_SIZE": "100000"}
     observer = Server(env).start()
-    proxy.delay = 0.02  # the writers' relays append about 40 ms after each commit
+    proxy.delay = 0.01  # the writers' relays append some 30 ms after each commit
     writers_server = PreforkServer({**env, "REDIS_URL": proxy.url}, workers=3).start()
     headers = {"Authorization": f"Token {token_of(staff)}"}
     stream: SSEClient | None = None
@@ -125,6 +127,7 @@ def test_killed_writers_lose_no_committed_event(
             writers = [Writer(i) for i in range(WRITERS)]
             for writer in writers:
                 writer.record_id = api.post(RECORDS, json={"name": f"own{writer.index}", "n": 0}).json()["id"]
+            settle_events(observer)  # those creates' events are not what this test waits for
             stream = SSEClient(f"{observer.url}/api/v1/realtime/ledger")
             assert stream.next().event == "connected"
         stop = threading.Event()
@@ -134,7 +137,10 @@ def test_killed_writers_lose_no_committed_event(
         kills = left_behind = 0
         try:
             while kills < KILLS:
-                time.sleep(random.uniform(0.05, 0.5))
+                # A burst of writes between kills (about one per writer), then a kill at a random moment.
+                progress = sum(w.done for w in writers)
+                assert wait_until(lambda: sum(w.done for w in writers) >= progress + WRITERS, 30)  # noqa: B023
+                time.sleep(random.uniform(0, 0.2))
                 pids = writers_server.worker_pids()
                 if not pids:
                     continue
@@ -171,7 +177,17 @@ def test_killed_writers_lose_no_committed_event(
             else:
                 updates[data["id"]].append(data["n"])
         assert sorted(created) == sorted(expected_created)
-        assert updates == expected_updates  # each committed update once, in commit order
+        problems = {
+            record_id: {
+                "missing": sorted(set(expected) - set(updates[record_id])),
+                "extra": sorted(set(updates[record_id]) - set(expected)),
+                "twice": sorted({n for n in updates[record_id] if updates[record_id].count(n) > 1}),
+                "out of order": updates[record_id] != sorted(updates[record_id]),
+            }
+            for record_id, expected in expected_updates.items()
+            if updates[record_id] != expected
+        }
+        assert not problems, problems  # each committed update once, in commit order
         assert not OutboxEvent.objects.exists()
         cut_off = sum(w.cut_off for w in writers)
         print(

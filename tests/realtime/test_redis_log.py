@@ -46,7 +46,8 @@ def keys(client: redis.Redis) -> Any:
 
 
 def append(client: redis.Redis, keys: LogKeys, entries: list[Entry], bounds: Bounds, **fenced: Any) -> list[str]:
-    ids = client.eval(APPEND, len(keys.as_list()), *keys.as_list(), *append_args(entries, bounds, **fenced))
+    args = append_args(entries, bounds, lease_ms=60_000, **fenced)
+    ids = client.eval(APPEND, len(keys.as_list()), *keys.as_list(), *args)
     return [value.decode() for value in ids]
 
 
