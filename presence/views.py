@@ -14,10 +14,10 @@ from realtime.bus import get_bus
 async def presence(request: HttpRequest) -> JsonResponse:
     """`{"users": [{"user_id", "user_name", "connections", "last_seen"}], "count"}`, by user_id.
 
-    Open to everyone; a bad token is still a 401; 503 `realtime_unavailable` (within seconds)
-    when presence cannot be known now (Redis does not answer). `X-Last-Event-ID` is read before the users, so
-    a client can load this and then open a stream with `last_event_id` set to it without missing
-    a join or leave.
+    Open to everyone; a bad token is still a 401; 503 `realtime_unavailable` (within about a
+    second) when presence cannot be known now (Redis does not answer). `X-Last-Event-ID` is read
+    before the users, so a client can load this and then open a stream with `last_event_id` set to
+    it without missing a join or leave.
     """
     if request.method not in ("GET", "HEAD"):
         return JsonResponse(

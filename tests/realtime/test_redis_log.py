@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -172,3 +173,74 @@ def test_committed_events_are_relayed_in_order_and_rolled_back_ones_never(settin
     assert [event.data["i"] for event in events] == [0, 1, 2]  # an internal event travels like any other
     assert client.llen(keys.ephemeral) == 3  # and is never kept for resumes
     client.delete(*keys.as_list())
+
+
+@pytest.fixture
+def reading(settings: Any, client: redis.Redis) -> Any:
+    """A Redis backend whose reader and history client are connected (no relay, no reader task)."""
+    import redis.asyncio as aioredis
+
+    settings.FASTCMS_REDIS_PREFIX = f"{settings.FASTCMS_REDIS_PREFIX}-{uuid.uuid4().hex[:8]}"
+    backend = RedisBackend(size=3, seconds=600)
+    missed: list[bool] = []
+    backend.attach(lambda event: None, lambda: missed.append(True))
+
+    async def connect() -> None:
+        backend.reader = aioredis.Redis.from_url(settings.REDIS_URL)
+        backend.client = aioredis.Redis.from_url(settings.REDIS_URL)
+        backend.connected = True
+
+    yield backend, connect, missed
+    client.delete(*backend.keys.as_list())
+
+
+def record_entries(count: int) -> list[Entry]:
+    wire = Event(type="collection.deleted", collection="c", record_id=None, data={}, schema=None)
+    return [Entry(KEPT, uuid.uuid4().hex, wire.to_wire()) for _ in range(count)]
+
+
+def test_resumes_are_recovered_only_from_ids_of_this_log_still_in_history(reading: Any, client: Any) -> None:
+    backend, connect, _ = reading
+    bounds = Bounds(size=3, seconds=600, bytes=10**6)
+    ids = append(client, backend.keys, record_entries(5), bounds)  # the first two are trimmed
+
+    async def recovered(last_id: str) -> bool:
+        await connect()
+        try:
+            return (await backend.history_after(last_id))[1]
+        finally:
+            await backend.reader.aclose()
+            await backend.client.aclose()
+
+    def check(last_id: str) -> bool:
+        return asyncio.run(recovered(last_id))
+
+    assert check(ids[1]) is True  # the newest trimmed one: everything after it is kept
+    assert check(ids[3]) is True
+    assert check(ids[0]) is False  # trimmed since
+    assert check("0") is False  # events were trimmed
+    assert check("1-1") is False  # older than this log: from another log (Redis restarted empty)
+    assert check(f"{int(ids[-1].split('-')[0]) + 60_000}-0") is False  # from the future
+    assert check("not-an-id") is False
+
+
+def test_a_reader_that_fell_behind_the_history_ends_its_streams(reading: Any, client: Any) -> None:
+    backend, connect, missed = reading
+    bounds = Bounds(size=3, seconds=600, bytes=10**6)
+    first = append(client, backend.keys, record_entries(1), bounds)
+
+    async def read_after(last_id: str) -> None:
+        await connect()
+        backend.last_read = last_id
+        try:
+            await backend._read_once()
+        finally:
+            await backend.reader.aclose()
+            await backend.client.aclose()
+
+    append(client, backend.keys, record_entries(2), bounds)
+    asyncio.run(read_after(first[0]))
+    assert missed == []  # nothing it had not read was trimmed
+    append(client, backend.keys, record_entries(5), bounds)
+    asyncio.run(read_after(first[0]))
+    assert missed == [True]
