@@ -14,6 +14,14 @@ from realtime.models import OutboxEvent
 TABLE = OutboxEvent._meta.db_table
 
 
+def _sql(template: str) -> str:
+    """`template` with the table and column names quoted for the database (`key` is reserved
+    in some)."""
+    quote = connection.ops.quote_name
+    names = {name: quote(name) for name in ("id", "log", "key", "type", "payload", "created")}
+    return template.format(table=quote(TABLE), **names)
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
     id: int
@@ -27,7 +35,7 @@ def stage(log: str, key: str, event_type: str, payload: str) -> None:
     commits)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {TABLE} (log, key, type, payload, created) VALUES (%s, %s, %s, %s, %s)",  # noqa: S608
+            _sql("INSERT INTO {table} ({log}, {key}, {type}, {payload}, {created}) VALUES (%s, %s, %s, %s, %s)"),
             [log, key, event_type, payload, timezone.now()],
         )
 
@@ -38,7 +46,7 @@ def oldest(log: str, limit: int, max_bytes: int) -> tuple[list[Row], bool]:
     payload, so it stays small; it has at least one row when any is left."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id, key, type, payload FROM {TABLE} WHERE log = %s ORDER BY id LIMIT %s",  # noqa: S608
+            _sql("SELECT {id}, {key}, {type}, {payload} FROM {table} WHERE {log} = %s ORDER BY {id} LIMIT %s"),
             [log, limit],
         )
         found = cursor.fetchall()
@@ -54,7 +62,7 @@ def oldest(log: str, limit: int, max_bytes: int) -> tuple[list[Row], bool]:
 
 def any_left(log: str) -> bool:
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT 1 FROM {TABLE} WHERE log = %s LIMIT 1", [log])  # noqa: S608
+        cursor.execute(_sql("SELECT 1 FROM {table} WHERE {log} = %s LIMIT 1"), [log])
         return cursor.fetchone() is not None
 
 
@@ -62,4 +70,5 @@ def delete(ids: list[int]) -> None:
     """Forget relayed rows (one statement)."""
     if ids:
         with connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {TABLE} WHERE id IN ({', '.join(['%s'] * len(ids))})", ids)  # noqa: S608
+            placeholders = ", ".join(["%s"] * len(ids))  # only placeholders: the ids are parameters
+            cursor.execute(_sql("DELETE FROM {table} WHERE {id} IN (") + placeholders + ")", ids)  # noqa: S608
