@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench bench-write clean
 
 $(BIN)/.runtime: requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ format: $(BIN)/.dev
 
 bench: $(BIN)/.dev
 	$(BIN)/python -m bench
+
+# What the Redis backend's outbox costs a REST create (needs PostgreSQL and Redis).
+bench-write: $(BIN)/.dev
+	$(BIN)/python -m bench.write_path
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .hypothesis

@@ -151,6 +151,7 @@ class FastCMSTarget(Target):
             LOG_LEVEL="WARNING",
             FASTCMS_SSE_MAX_PER_CLIENT="100000",  # all subscribers come from one machine (SPEC section 8)
             FASTCMS_SSE_MAX_CONNECTIONS="100000",
+            FASTCMS_SSE_OPENS_PER_MINUTE="1000000",
         )
 
     def prepare(self, workdir: Path) -> None:

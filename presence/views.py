@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 from rest_framework.exceptions import AuthenticationFailed
 
+from presence.backends.base import PresenceUnavailable
 from presence.tracker import get_tracker
 from realtime.auth import authenticate_on_pool
 from realtime.bus import get_bus
@@ -13,9 +14,10 @@ from realtime.bus import get_bus
 async def presence(request: HttpRequest) -> JsonResponse:
     """`{"users": [{"user_id", "user_name", "connections", "last_seen"}], "count"}`, by user_id.
 
-    Open to everyone; a bad token is still a 401. `X-Last-Event-ID` is read before the users, so
-    a client can load this and then open a stream with `last_event_id` set to it without missing
-    a join or leave.
+    Open to everyone; a bad token is still a 401; 503 `realtime_unavailable` (within about a
+    second) when presence cannot be known now (Redis does not answer). `X-Last-Event-ID` is read
+    before the users, so a client can load this and then open a stream with `last_event_id` set to
+    it without missing a join or leave.
     """
     if request.method not in ("GET", "HEAD"):
         return JsonResponse(
@@ -28,5 +30,11 @@ async def presence(request: HttpRequest) -> JsonResponse:
     bus = get_bus()
     await bus.start()
     last_event_id = bus.last_event_id()
-    users = await get_tracker().users()
+    try:
+        users = await get_tracker().users()
+    except PresenceUnavailable:
+        return JsonResponse(
+            {"detail": "Presence is unavailable right now; retry shortly.", "code": "realtime_unavailable"},
+            status=503,
+        )
     return JsonResponse({"users": users, "count": len(users)}, headers={"X-Last-Event-ID": last_event_id})

@@ -2,7 +2,8 @@
 
 Publishing goes through the backend (`realtime.backends`, chosen by `FASTCMS_EVENT_BACKEND`),
 which gives each event its id and keeps the replay history. Delivery is local: each process's
-bus matches events to its own subscribers (`realtime.subscribers`), in memory.
+bus matches events to its own subscribers (`realtime.subscribers`), in memory. New streams are
+admitted by the backend's `realtime.admission` (per-client limits, cluster-wide with Redis).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import asyncio
 import logging
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from django.utils.module_loading import import_string
 
+from realtime.admission import AdmissionError, unavailable
 from realtime.backends.base import Backend, BackendUnavailable
 from realtime.conf import event_backend_path, realtime_settings
 from realtime.events import (
@@ -41,11 +43,10 @@ UNDECIDED = object()
 # How long a revocation is remembered for streams whose credentials were read before it arrived.
 REVOCATION_MEMORY = 300.0
 
+# Why a stream ended: this process missed events (they left the history before it read them).
+MISSED = "missed_events"
 
-class AdmissionError(Exception):
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
+__all__ = ["AdmissionError", "EventBus", "get_bus", "reset_bus"]
 
 
 class EventBus:
@@ -65,12 +66,13 @@ class EventBus:
         # user id -> when its last revocation arrived here, oldest first (forgotten after a while)
         self.revoked_at: OrderedDict[str, float] = OrderedDict()
         self.collections = CollectionRegistry()
-        self.per_client: Counter[str] = Counter()
+        self.admission = backend.make_admission()
+        self.admitting = 0  # streams between admission and registration
         self.closing = False
         self.tasks: list[asyncio.Task[Any]] = []
         self.heartbeats = HeartbeatWheel(self.subscribers)
         self.on_close: list[Callable[[Subscriber], None]] = []
-        backend.attach(self._hand_to_loop)
+        backend.attach(self._hand_to_loop, self._missed)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -82,6 +84,7 @@ class EventBus:
         self.loop = loop
         self.closing = False
         await self.backend.start()
+        self.admission.start()
         self.heartbeats.configure()
         self.tasks.append(loop.create_task(self.heartbeats.run(), name="fastcms-bus-ticker"))
 
@@ -89,6 +92,7 @@ class EventBus:
         for task in self.tasks:
             task.cancel()
         self.tasks.clear()
+        await self.admission.stop()
         await self.backend.stop()
         self.loop = None
 
@@ -107,12 +111,31 @@ class EventBus:
     # --- publishing (any thread) ----------------------------------------------------------------
 
     def publish(self, event: Event) -> None:
-        """Give the event an id, keep it in history and deliver it to every matching subscriber."""
+        """Give the event an id, keep it in history and deliver it to every matching subscriber.
+
+        For events of no database write (presence); never waits for anything remote.
+        """
         self.backend.append(event)
+
+    def publish_on_commit(self, event: Event) -> None:
+        """Publish the event of a database write once the surrounding transaction commits.
+
+        Call it inside the write's transaction: with Redis the event is stored in the same
+        transaction (the outbox), so a committed change never loses its event, whatever happens
+        to this process or to Redis afterwards. A rolled-back write publishes nothing.
+        """
+        self.backend.publish_on_commit(event)
 
     def last_event_id(self) -> str:
         """The newest event id, `0` before the first event."""
         return self.backend.last_id()
+
+    def _missed(self) -> None:
+        """End every stream: each client resumes with its last event id and learns (from
+        `recovered`) whether it must refetch."""
+        logger.warning("this process missed events (history trimmed before it read them); closing streams")
+        for sub in list(self.subscribers):
+            sub.close(MISSED)
 
     def _hand_to_loop(self, event: Event) -> None:
         loop = self.loop
@@ -224,18 +247,26 @@ class EventBus:
 
     # --- subscribing (loop thread) --------------------------------------------------------------
 
-    def admit(self, client_key: str) -> None:
-        """Raise AdmissionError when this process or this client has too many streams."""
+    async def admit(self, sub: Subscriber) -> None:
+        """Hold a place for `sub` or raise AdmissionError: 503 when this process is closing, full
+        or cannot deliver now; 429 when its client has too many streams, or opened too many in the
+        last minute (the backend's admission: cluster-wide with Redis). Answers within seconds
+        whatever Redis does. `release` gives the place back (`unsubscribe` calls it)."""
         if self.closing:
             raise AdmissionError(503, "server_busy", "The server is shutting down.")
         if not self.backend.available:
-            raise AdmissionError(
-                503, "realtime_unavailable", "Real-time delivery is unavailable right now; retry shortly."
-            )
-        if len(self.subscribers) >= realtime_settings.FASTCMS_SSE_MAX_CONNECTIONS:
+            raise unavailable()
+        if len(self.subscribers) + self.admitting >= realtime_settings.FASTCMS_SSE_MAX_CONNECTIONS:
             raise AdmissionError(503, "server_busy", "Too many open streams on this server; retry later.")
-        if self.per_client[client_key] >= realtime_settings.FASTCMS_SSE_MAX_PER_CLIENT:
-            raise AdmissionError(429, "too_many_connections", "Too many open streams for this client.")
+        self.admitting += 1
+        try:
+            await self.admission.admit(sub.client_key, sub.client_id)
+        finally:
+            self.admitting -= 1
+
+    def release(self, sub: Subscriber) -> None:
+        """Give back the place `admit` held for `sub`."""
+        self.admission.release(sub.client_key, sub.client_id)
 
     async def subscribe(
         self, sub: Subscriber, last_event_id: str | None, checked_at: float | None = None
@@ -247,10 +278,9 @@ class EventBus:
         `checked_at` (monotonic) is when the stream's credentials were read: a revocation of its
         user that arrived since closes it at once (the client reconnects and is judged anew).
         """
-        self.admit(sub.client_key)
+        await self.admit(sub)
         self.subscribers.add(sub)
         self.heartbeats.schedule(sub, time.monotonic())
-        self.per_client[sub.client_key] += 1
         if sub.subscriptions:
             self.labels.add(sub)
         elif sub.collection_id is None:
@@ -316,9 +346,7 @@ class EventBus:
         if sub not in self.subscribers:
             return
         self.subscribers.discard(sub)
-        self.per_client[sub.client_key] -= 1
-        if self.per_client[sub.client_key] <= 0:
-            del self.per_client[sub.client_key]
+        self.release(sub)
         user_subs = self.by_user.get(sub.auth.id) if sub.auth.id is not None else None
         if user_subs is not None:
             user_subs.discard(sub)

@@ -32,6 +32,10 @@ DEFAULTS: dict[str, Any] = {
     "FASTCMS_HISTORY_SIZE": 10000,
     "FASTCMS_HISTORY_SECONDS": 600.0,
     "FASTCMS_HISTORY_BYTES": 64 * 1024 * 1024,  # per process (memory) or per Redis log
+    "FASTCMS_SSE_OPENS_PER_MINUTE": 300,  # new streams a minute per user, or per IP for anonymous
+    # How long a dead worker's streams keep counting toward the per-client limits (Redis); the
+    # same setting bounds how long its presence connections last.
+    "FASTCMS_PRESENCE_TTL": 30.0,
     "FASTCMS_COLLECTIONS_REFRESH": 5.0,
     "FASTCMS_STREAM_TOKEN_SECONDS": 300.0,  # lifetime of a stream token (realtime.tokens)
     "FASTCMS_PRESENCE_ANONYMOUS": True,  # read by the stream checks, so it lives here

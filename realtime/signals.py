@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from rest_framework.authtoken.models import Token, TokenProxy
@@ -44,10 +43,11 @@ from realtime.events import (
 
 
 def publish_on_commit(event: Event) -> None:
-    """Serialise now (off the event loop), publish when the surrounding transaction commits."""
+    """Serialise now (off the event loop); the event is published when the surrounding
+    transaction commits (with Redis it is stored in that transaction: see `realtime.models`)."""
     event.body(STAFF)
     event.body(PUBLIC)
-    transaction.on_commit(lambda: get_bus().publish(event), robust=True)
+    get_bus().publish_on_commit(event)
 
 
 def record_event(

@@ -272,7 +272,7 @@ async def _stream(request: HttpRequest, name: str | None) -> HttpResponse:
         replay, recovered = await bus.subscribe(sub, plan.last_event_id, checked_at)
     except AdmissionError as refused:
         bus.unsubscribe(sub)
-        return JsonResponse({"detail": refused.detail, "code": refused.code}, status=refused.status)
+        return refused.response()
     except BaseException:
         bus.unsubscribe(sub)
         raise

@@ -196,5 +196,33 @@ def http_for(server: Any, user: User | None = None) -> Any:
     return httpx.Client(base_url=server.url, headers=headers, timeout=30)
 
 
+def settle_events(server: Any, timeout: float = 10) -> None:
+    """Wait until `server` has read every event of the writes committed so far (with Redis,
+    events reach the log a moment after their write, through the outbox)."""
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        return
+    import httpx
+    import redis
+
+    from realtime.models import OutboxEvent
+    from tests.live import wait_until
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+
+    def settled() -> bool:
+        if OutboxEvent.objects.exists():
+            return False
+        newest = client.xrevrange(f"{settings.FASTCMS_REDIS_PREFIX}:events", count=1)
+        seen = httpx.get(f"{server.url}/api/v1/presence").headers["x-last-event-id"]
+        return not newest or newest[0][0].decode() == seen
+
+    try:
+        assert wait_until(settled, timeout), "the server did not read every event in time"
+    finally:
+        client.close()
+
+
 def token_of(user: User) -> str:
     return Token.objects.get_or_create(user=user)[0].key

@@ -84,12 +84,14 @@ class Server:
             "DATABASE_URL": database_url(),
             "PYTHONUNBUFFERED": "1",
             "FASTCMS_REDIS_PREFIX": django_settings.FASTCMS_REDIS_PREFIX,
+            # Every test's streams come from 127.0.0.1: only the tests of this limit set it lower.
+            "FASTCMS_SSE_OPENS_PER_MINUTE": "100000",
             **(env or {}),
         }
         self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Server:
+    def command(self) -> list[str]:
         command = [
             sys.executable,
             "-m",
@@ -102,8 +104,13 @@ class Server:
         ]
         if self.workers > 1:
             command += ["--workers", str(self.workers)]
+        return command
+
+    def start(self) -> Server:
         self.log = self.log_path.open("wb")
-        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            self.command(), cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -149,6 +156,7 @@ class SSEEvent:
     event: str
     data: str
     id: str | None
+    received: float = field(default_factory=time.time)  # when the client read it (wall clock)
 
     @property
     def json(self) -> Any:

@@ -9,6 +9,10 @@ from realtime.bus import get_bus
 from realtime.events import Event
 
 
+class PresenceUnavailable(Exception):
+    """Who is present cannot be known now (the backend's store does not answer)."""
+
+
 def announce(event_type: str, user_id: str, user_name: str | None, connections: int, last_seen: str) -> None:
     """Publish `user.joined` / `user.left` to every stream on the all-collections endpoint."""
     data = {"user_id": user_id, "user_name": user_name, "connections": connections, "last_seen": last_seen}
@@ -33,4 +37,5 @@ class PresenceBackend(ABC):
 
     @abstractmethod
     async def users(self) -> list[dict[str, Any]]:
-        """`[{"user_id", "user_name", "connections", "last_seen"}]`, by user_id."""
+        """`[{"user_id", "user_name", "connections", "last_seen"}]`, by user_id; raises
+        PresenceUnavailable (within seconds) when that cannot be known now."""

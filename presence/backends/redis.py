@@ -9,6 +9,10 @@ Keys (prefix `FASTCMS_REDIS_PREFIX`): `<p>:presence:users` (set of present user 
 (hash: user id -> {"name", "last_seen"}), `<p>:presence:quiet` (hash: user id -> ms when its last
 connection closed, for the grace period).
 
+Every call runs on the event loop and gives up within seconds when Redis does not answer:
+`users()` then raises PresenceUnavailable (a 503); the upkeep restores this worker's connections
+once Redis answers, and connections closed meanwhile expire into `user.left`.
+
 Chosen with `FASTCMS_PRESENCE_BACKEND = "presence.backends.redis.RedisPresence"`, or by default
 when `REDIS_URL` is set.
 """
@@ -25,12 +29,14 @@ import redis
 import redis.asyncio as aioredis
 from django.core.exceptions import ImproperlyConfigured
 
-from presence.backends.base import PresenceBackend, announce
+from presence.backends.base import PresenceBackend, PresenceUnavailable, announce
 from presence.conf import presence_settings
 from realtime.conf import realtime_settings
 from realtime.events import USER_JOINED, USER_LEFT, now_iso
 
 logger = logging.getLogger(__name__)
+
+USERS_TIMEOUT = 1.0  # seconds; GET /api/v1/presence answers within its 3 s either way
 
 CONNECT = """
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
@@ -84,9 +90,10 @@ class RedisPresence(PresenceBackend):
         self.meta_key = f"{prefix}:meta"
         self.quiet_key = f"{prefix}:quiet"
         self.conns_prefix = f"{prefix}:conns:"
-        # Bounded: bursts of joins and leaves wait for a connection instead of failing.
+        # Bounded: bursts of joins and leaves wait for a connection instead of failing. They are
+        # background tasks (the loop never waits for them); `users()` has its own short deadline.
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=16, timeout=10, socket_timeout=5, socket_connect_timeout=2
+            url, max_connections=16, timeout=10, socket_timeout=5, socket_connect_timeout=1
         )
         self.client = aioredis.Redis(connection_pool=pool)
         self.connect_script = self.client.register_script(CONNECT)
@@ -134,6 +141,12 @@ class RedisPresence(PresenceBackend):
 
     async def users(self) -> list[dict[str, Any]]:
         self.start()
+        try:
+            return await asyncio.wait_for(self._users(), USERS_TIMEOUT)
+        except (redis.RedisError, OSError, TimeoutError) as exc:
+            raise PresenceUnavailable(f"Redis does not answer: {exc!r}") from exc
+
+    async def _users(self) -> list[dict[str, Any]]:
         user_ids = sorted(member.decode() for member in await self.client.smembers(self.users_key))
         now = now_ms()
         async with self.client.pipeline(transaction=False) as pipe:

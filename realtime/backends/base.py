@@ -5,6 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
+from django.db import transaction
+
+from realtime.admission import Admission, LocalAdmission
 from realtime.conf import realtime_settings
 from realtime.events import Event
 
@@ -28,8 +31,9 @@ def parse_id(event_id: str) -> tuple[int, int] | None:
 class Backend(ABC):
     """Gives events ids, keeps the history and carries events to every process's bus.
 
-    `append` may be called from any thread; it must hand events to the attached `deliver`
-    callback in id order (the commit order). The other coroutines run on the event loop.
+    `append` and `publish_on_commit` may be called from any thread and never wait for anything
+    remote; the backend hands events to the attached `deliver` callback in id order (the commit
+    order). The other coroutines run on the event loop.
     """
 
     available = True  # False while new streams cannot be served (a 503 until it is back)
@@ -40,10 +44,19 @@ class Backend(ABC):
         # byte limit of kept events (`Event.footprint` estimates); default FASTCMS_HISTORY_BYTES
         self.max_bytes = realtime_settings.FASTCMS_HISTORY_BYTES if max_bytes is None else max_bytes
         self.deliver: Callable[[Event], None] = lambda event: None
+        # Called on the loop when this process missed events (they left the history before it
+        # read them): the bus ends every stream, so clients resume and learn what was lost.
+        self.missed: Callable[[], None] = lambda: None
 
-    def attach(self, deliver: Callable[[Event], None]) -> None:
+    def attach(self, deliver: Callable[[Event], None], missed: Callable[[], None] | None = None) -> None:
         """Where events go once they have an id (the bus hands them to its loop)."""
         self.deliver = deliver
+        if missed is not None:
+            self.missed = missed
+
+    def make_admission(self) -> Admission:
+        """The stream limits that go with this backend (this process's counts by default)."""
+        return LocalAdmission()
 
     async def start(self) -> None:
         """Begin serving on the running loop."""
@@ -55,7 +68,13 @@ class Backend(ABC):
 
     @abstractmethod
     def append(self, event: Event) -> None:
-        """Give the event its id, keep it in history and deliver it (any thread)."""
+        """Give the event its id, keep it in history and deliver it (any thread; an event of no
+        database write, such as a presence change)."""
+
+    def publish_on_commit(self, event: Event) -> None:
+        """The event of a database write: appended once the surrounding transaction commits,
+        never after a rollback (called inside the write's transaction)."""
+        transaction.on_commit(lambda: self.append(event), robust=True)
 
     @abstractmethod
     def last_id(self) -> str:

@@ -1,13 +1,19 @@
 """The bus backend for several workers: one Redis Stream is the cluster's event log.
 
-- `XADD` gives every event its cluster-wide id (`<ms>-<seq>`), in the order the writes committed
-  on each worker; the stream, trimmed to the history bound (count and age), is the replay history.
+- The log (`realtime.backends.redis_log`) gives every event its cluster-wide id (`<ms>-<seq>`)
+  and is the replay history, trimmed atomically to its bounds (count, bytes, age).
+- The event of a database write is stored in the write's own transaction (the outbox,
+  `realtime.models.OutboxEvent`) and appended to the log by a relay thread
+  (`realtime.backends.redis_relay`): woken by the commit on the writing worker, and sweeping for
+  rows left behind on every worker. So a committed change never loses its event, whether Redis
+  is away or the worker dies right after the commit: it arrives late, through any live worker.
+  Neither a request nor the event loop ever waits for Redis to append.
 - Each worker runs one reader (`XREAD BLOCK`) that hands every event, its own included, to the
-  local bus, so all workers deliver in the log's order. Never one connection per subscriber.
-- Redis unavailable: writes keep working; their events wait in a local outbox and are appended,
-  in order, when Redis answers again (events of a worker that dies meanwhile are lost). The
-  reader reconnects with backoff and resumes from the last id it read, so open streams receive
-  what was logged meanwhile. New streams are refused with 503 until the history can be read.
+  local bus, so all workers deliver in the log's order. When Redis does not answer, the reader
+  reconnects with backoff and resumes from the last id it read; new streams are refused with
+  503 meanwhile. If the log trimmed events before this worker read them, its streams are ended
+  so their clients resume (and learn from `recovered` that they must refetch).
+- Stream limits count the whole cluster (`realtime.backends.redis_admission`).
 
 Chosen with `FASTCMS_EVENT_BACKEND = "realtime.backends.redis.RedisBackend"`, or by default when
 `REDIS_URL` is set.
@@ -17,24 +23,46 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-import threading
+import os
+import secrets
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
 
+from realtime import outbox
+from realtime.admission import Admission
 from realtime.backends.base import Backend, BackendUnavailable, parse_id
+from realtime.backends.redis_log import (
+    APPEND,
+    Bounds,
+    Entry,
+    LogKeys,
+    append_args,
+    id_key,
+    kind_of,
+    origin_key,
+    parse_entry,
+    text,
+)
+from realtime.backends.redis_relay import Relay
 from realtime.conf import realtime_settings
 from realtime.events import Event
 
 logger = logging.getLogger(__name__)
 
-READ_BLOCK_MS = 5000
+READ_BLOCK_MS = 2000
 MAX_BACKOFF = 5.0
+TRIM_EVERY = 5.0  # seconds between trims when nothing is appended (the age bound)
+CHUNK = 1000  # entries per read
+LOCAL_LIMIT = 20_000  # events appended by this process, awaiting the reader
+UNAVAILABLE = "Real-time delivery is unavailable (Redis does not answer); retry shortly."
 
 
 def stream_key() -> str:
@@ -44,135 +72,114 @@ def stream_key() -> str:
 class RedisBackend(Backend):
     """The cluster's event log in one Redis Stream; `url` defaults to the REDIS_URL setting."""
 
-    def __init__(self, url: str | None = None, *, size: int, seconds: float, max_bytes: int | None = None) -> None:
-        super().__init__(size=size, seconds=seconds, max_bytes=max_bytes)
+    def __init__(self, url: str | None = None, *, size: int, seconds: float) -> None:
+        super().__init__(size=size, seconds=seconds)
         self.url = url or realtime_settings.REDIS_URL
         if not self.url:
             raise ImproperlyConfigured("The Redis event backend needs REDIS_URL.")
-        self.key = stream_key()
-        self.sync = redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2)
+        self.prefix = realtime_settings.FASTCMS_REDIS_PREFIX
+        self.keys = LogKeys.for_prefix(self.prefix)
+        self.key = self.keys.stream
+        self.relay = Relay(self.url, self.prefix, self.keys, self.bounds)
         self.reader: aioredis.Redis | None = None
         self.client: aioredis.Redis | None = None
         self.last_read: str | None = None  # the newest id this worker has read from the log
         self.connected = False
         self.task: asyncio.Task[Any] | None = None
-        self.outbox: deque[Event] = deque()
-        self.outbox_lock = threading.Lock()
-        self.flusher: threading.Thread | None = None
+        # Events this process appended, by origin key: the reader delivers these objects (their
+        # frames already serialised off the loop) instead of parsing the log's copy.
+        self.local: dict[str, Event] = {}
+        self.origin = secrets.token_hex(6)
+        self.counter = itertools.count(1)
         # Parsed events with their estimated bytes, reused by replays; bounded like the history.
         self.recent: OrderedDict[str, tuple[Event, int]] = OrderedDict()
         self.recent_bytes = 0
-        self.recent_lock = threading.Lock()  # writers' threads and the loop both remember events
-        self.loop_thread: int | None = None
 
     @property
     def available(self) -> bool:
         """Whether the log can be read now (new streams are refused with 503 otherwise)."""
         return self.connected
 
+    def bounds(self) -> Bounds:
+        return Bounds(size=self.size, seconds=self.seconds, bytes=self.max_bytes)
+
+    def make_admission(self) -> Admission:
+        from realtime.backends.redis_admission import RedisAdmission
+
+        return RedisAdmission(self.url, self.prefix)
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.loop_thread = threading.get_ident()
         self.reader = aioredis.Redis.from_url(
-            self.url, socket_timeout=READ_BLOCK_MS / 1000 + 5, socket_connect_timeout=2
+            self.url, socket_timeout=READ_BLOCK_MS / 1000 + 2, socket_connect_timeout=1
         )
+        # History reads: bounded, and quick to give up (a new stream gets a 503, not a hang).
         pool = aioredis.BlockingConnectionPool.from_url(
-            self.url, max_connections=16, timeout=10, socket_timeout=5, socket_connect_timeout=2
+            self.url, max_connections=16, timeout=1, socket_timeout=2, socket_connect_timeout=1
         )
-        self.client = aioredis.Redis(connection_pool=pool)  # history reads: bounded, callers wait
+        self.client = aioredis.Redis(connection_pool=pool)
+        self.trim_script = self.reader.register_script(APPEND)
         self.task = asyncio.get_running_loop().create_task(self._read_forever(), name="fastcms-redis-reader")
+        self.relay.start()
 
     async def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+        await asyncio.get_running_loop().run_in_executor(None, self.relay.stop)
         for client in (self.reader, self.client):
             if client is not None:
                 await client.aclose()
         self.connected = False
 
-    # --- writing (any thread) -------------------------------------------------------------------
+    # --- writing (any thread; never waits for Redis) --------------------------------------------
+
+    def _new_key(self) -> str:
+        # Unique in the cluster, even for processes forked after this backend was made.
+        return f"{os.getpid():x}-{self.origin}.{next(self.counter)}"
 
     def append(self, event: Event) -> None:
-        """Log the event (its id comes back with it); queue it locally if Redis does not answer."""
-        cost = event.footprint()  # before the lock: it may serialise
-        with self.outbox_lock:
-            # Never wait for Redis on the event loop (presence events): the outbox thread logs them.
-            if not self.outbox and threading.get_ident() != self.loop_thread:
-                try:
-                    event.id = self._xadd(event)
-                    self._remember(event, cost)
-                    return
-                except redis.RedisError as exc:
-                    logger.warning("Redis unavailable, keeping events until it returns: %s", exc)
-            self.outbox.append(event)
-            if self.flusher is None or not self.flusher.is_alive():
-                self.flusher = threading.Thread(target=self._flush_outbox, name="fastcms-redis-outbox", daemon=True)
-                self.flusher.start()
+        """Queue an event of no database write (presence) for the relay thread."""
+        key = self._new_key()
+        self._keep_local(key, event)
+        self.relay.enqueue(Entry(kind_of(event.type), key, event.to_wire()))
 
-    def _xadd(self, event: Event) -> str:
-        event_id = self.sync.xadd(self.key, {"e": event.to_wire()}, maxlen=self.size, approximate=True)
-        return event_id.decode() if isinstance(event_id, bytes) else event_id
+    def publish_on_commit(self, event: Event) -> None:
+        """Store the event in the write's transaction; wake the relay when it commits."""
+        key = self._new_key()
+        outbox.stage(self.prefix, key, event.type, event.to_wire())
+        transaction.on_commit(lambda: self._committed(key, event), robust=True)
 
-    def _flush_outbox(self) -> None:
-        delay = 0.1
-        while True:
-            with self.outbox_lock:
-                if not self.outbox:
-                    return
-                try:
-                    while self.outbox:
-                        event = self.outbox[0]
-                        event.id = self._xadd(event)
-                        self._remember(event)
-                        self.outbox.popleft()
-                    if delay > 0.1:
-                        logger.info("Redis is back: the events kept meanwhile are logged")
-                    return
-                except redis.RedisError:
-                    pass
-            time.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF)
+    def _committed(self, key: str, event: Event) -> None:
+        if self.task is not None:  # a process that reads the log (not a management command)
+            self._keep_local(key, event)
+        self.relay.wake()
 
-    def _remember(self, event: Event, cost: int | None = None) -> None:
-        """Keep recent events parsed, so the reader and replays reuse their serialised frames;
-        as many as the history may hold (count, bytes), the oldest forgotten first."""
-        cost = event.footprint() if cost is None else cost
-        with self.recent_lock:
-            replaced = self.recent.pop(event.id, None)
-            if replaced is not None:
-                self.recent_bytes -= replaced[1]
-            self.recent[event.id] = (event, cost)
-            self.recent_bytes += cost
-            while self.recent and (len(self.recent) > min(self.size, 20000) or self.recent_bytes > self.max_bytes):
-                self.recent_bytes -= self.recent.popitem(last=False)[1][1]
+    def _keep_local(self, key: str, event: Event) -> None:
+        # Bounded: while Redis is away nothing is read back, and the reader parses what it misses.
+        if len(self.local) < LOCAL_LIMIT:
+            self.local[key] = event
 
     # --- reading (the event loop) ---------------------------------------------------------------
 
     async def _read_forever(self) -> None:
         delay = 0.1
-        trimmed_at = 0.0
+        trimmed_at = time.monotonic()
         while True:
             try:
                 if self.last_read is None:
-                    newest = await self.reader.xrevrange(self.key, count=1)
-                    self.last_read = newest[0][0].decode() if newest else "0-0"
+                    await self._find_start()
                 if not self.connected:
+                    await self.reader.ping()  # answers: new streams may be served again
                     logger.info("reading events from Redis after %s", self.last_read)
-                self.connected = True
-                reply = await self.reader.xread({self.key: self.last_read}, block=READ_BLOCK_MS, count=1000)
-                for _, entries in reply or ():
-                    for raw_id, fields in entries:
-                        event_id = raw_id.decode()
-                        self.last_read = event_id
-                        self.deliver(self._event(event_id, fields))
+                    self.connected = True
+                await self._read_once()
                 delay = 0.1
-                if time.monotonic() - trimmed_at > 5:
+                if time.monotonic() - trimmed_at > TRIM_EVERY:
                     trimmed_at = time.monotonic()
-                    oldest = f"{int((time.time() - self.seconds) * 1000)}-0"
-                    await self.reader.xtrim(self.key, minid=oldest, approximate=True)
+                    await self.trim_script(keys=self.keys.as_list(), args=append_args([], self.bounds()))
             except asyncio.CancelledError:
                 raise
             except (redis.RedisError, OSError) as exc:
@@ -182,53 +189,109 @@ class RedisBackend(Backend):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
             except Exception:
-                logger.exception("could not handle an event from Redis; skipping it")
+                logger.exception("the event reader failed; retrying")
+                await asyncio.sleep(delay)
 
-    def _event(self, event_id: str, fields: dict[bytes, bytes]) -> Event:
+    async def _find_start(self) -> None:
+        """Start after the newest event (or the newest trimmed one, if later)."""
+        async with self.reader.pipeline(transaction=False) as pipe:
+            pipe.xrevrange(self.key, count=1)
+            pipe.get(self.keys.trimmed)
+            newest, trimmed = await pipe.execute()
+        candidates = [text(newest[0][0]) if newest else "0-0", text(trimmed) or "0-0"]
+        self.last_read = max(candidates, key=lambda value: id_key(value) or (0, 0))
+
+    async def _read_once(self) -> None:
+        """Deliver what follows `last_read` (waiting up to READ_BLOCK_MS for it)."""
+        before = self.last_read
+        # The watermark is read after the entries: if it is past where this read started, events
+        # after that point were trimmed before this worker read them.
+        async with self.reader.pipeline(transaction=False) as pipe:
+            pipe.xread({self.key: before}, block=READ_BLOCK_MS, count=CHUNK)
+            pipe.get(self.keys.trimmed)
+            reply, trimmed = await pipe.execute()
+        for _, entries in reply or ():
+            for raw_id, fields in entries:
+                event_id = text(raw_id)
+                self.last_read = event_id
+                event = self._event(event_id, fields)
+                if event is not None:
+                    self.deliver(event)
+        mark = id_key(trimmed)
+        if mark is not None and mark > (id_key(before) or (0, 0)):
+            self.missed()
+            if mark > (id_key(self.last_read) or (0, 0)):
+                self.last_read = text(trimmed)
+
+    def _event(self, event_id: str, fields: dict[Any, Any]) -> Event | None:
+        """The event of an entry: this process's own object, a recently parsed one, or parsed now
+        (None for a malformed entry, which is skipped and logged)."""
         known = self.recent.get(event_id)
         if known is not None:
             return known[0]
-        wire = fields[b"e"]
-        event = Event.from_wire(event_id, wire)
-        self._remember(event, event.footprint(wire))
+        key = origin_key(fields)
+        event = self.local.pop(key, None) if key is not None else None
+        if event is not None:
+            event.id = event_id
+        else:
+            event = parse_entry(event_id, fields)
+            if event is None:
+                return None
+        cost = event.footprint()
+        self.recent[event_id] = (event, cost)
+        self.recent_bytes += cost
+        while self.recent and (len(self.recent) > min(self.size, 20000) or self.recent_bytes > self.max_bytes):
+            self.recent_bytes -= self.recent.popitem(last=False)[1][1]
+        if len(self.local) >= LOCAL_LIMIT * 0.9:  # stale ones (relayed elsewhere before their callback ran)
+            for stale in list(self.local)[: LOCAL_LIMIT // 10]:
+                self.local.pop(stale, None)
         return event
 
     # --- queries ----------------------------------------------------------------------------------
 
     def last_id(self) -> str:
-        """The newest id this worker has read (at most as new as the log, so a snapshot taken after
-        it and a stream resumed from it miss nothing); `0` before the first event."""
-        if self.last_read is not None:
-            return "0" if self.last_read == "0-0" else self.last_read
-        try:
-            newest = self.sync.xrevrange(self.key, count=1)
-        except redis.RedisError:
+        """The newest id this worker has read, `0` before it has read any: at most as new as the
+        log, so a snapshot taken after it and a stream resumed from it miss nothing. Never asks
+        Redis (REST reads call it)."""
+        if self.last_read is None or self.last_read == "0-0":
             return "0"
-        return newest[0][0].decode() if newest else "0"
+        return self.last_read
 
     async def history_after(self, last_id: str) -> tuple[list[Event], bool]:
         if self.client is None or not self.connected:
-            raise BackendUnavailable("Real-time delivery is unavailable (Redis does not answer); retry shortly.")
+            raise BackendUnavailable(UNAVAILABLE)
         key = parse_id(last_id)
         if key is None:
-            return [], False
+            return [], False  # not an id this server could have issued
         try:
-            if key == (0, 0):
-                info = await self.client.xinfo_stream(self.key)
-                if info.get("max-deleted-entry-id", b"0-0") not in (b"0-0", "0-0"):
-                    return [], False
-                start = "-"
-            else:
-                if not await self.client.xrange(self.key, min=last_id, max=last_id, count=1):
-                    return [], False  # trimmed, or from before a Redis restart: the client refetches
-                start = f"({last_id}"
-            entries = await self.client.xrange(self.key, min=start, max="+")
-        except redis.ResponseError as exc:
-            if "no such key" in str(exc).lower():
-                return [], key == (0, 0)
-            raise BackendUnavailable("Real-time history is unavailable; retry shortly.") from exc
-        except redis.RedisError as exc:
-            raise BackendUnavailable(
-                "Real-time delivery is unavailable (Redis does not answer); retry shortly."
-            ) from exc
-        return [self._event(raw_id.decode(), fields) for raw_id, fields in entries], True
+            events = await self._read_after("-" if key == (0, 0) else f"({last_id}")
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.get(self.keys.trimmed)
+                pipe.get(self.keys.origin)
+                pipe.xrevrange(self.key, count=1)
+                trimmed, origin, newest = await pipe.execute()
+        except (redis.RedisError, OSError, TimeoutError) as exc:
+            raise BackendUnavailable(UNAVAILABLE) from exc
+        mark = id_key(trimmed)
+        if key == (0, 0):
+            return (events, True) if mark is None else ([], False)
+        latest = max(mark or (0, 0), id_key(newest[0][0]) if newest else (0, 0))
+        first = id_key(origin)
+        # From another log (Redis restarted empty), from the future, or trimmed since.
+        if first is None or key < first or key > latest or (mark is not None and key < mark):
+            return [], False
+        return events, True
+
+    async def _read_after(self, start: str) -> list[Event]:
+        if self.client is None:
+            raise BackendUnavailable("Real-time delivery has not started.")
+        events: list[Event] = []
+        while True:
+            entries = await self.client.xrange(self.key, min=start, max="+", count=CHUNK)
+            for raw_id, fields in entries:
+                event = self._event(text(raw_id), fields)
+                if event is not None:
+                    events.append(event)
+            if len(entries) < CHUNK:
+                return events
+            start = f"({text(entries[-1][0])}"

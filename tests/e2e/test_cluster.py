@@ -152,7 +152,8 @@ def test_redis_restarted_mid_stream(
     ]
     redis_process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     time.sleep(0.5)
-    env = {**CLUSTER_ENV, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    # A log of its own: the other servers of this session share the database, not this Redis.
+    env = {**CLUSTER_ENV, "REDIS_URL": f"redis://127.0.0.1:{port}/0", "FASTCMS_REDIS_PREFIX": "restarted"}
     server = Server(env).start()
     try:
         with http_for(server, staff) as api:

@@ -1,0 +1,181 @@
+"""`python -m bench.write_path`: what the Redis backend's outbox costs a REST create, on PostgreSQL.
+
+Runs one uvicorn worker at a time on one PostgreSQL database, alternating in rounds between
+- `memory`: in-process delivery (no Redis, no outbox): the write path without the outbox;
+- `outbox`: the Redis backend: the event row written in the create's transaction, relayed to
+  Redis by the relay thread of the same worker, read back by its reader and delivered.
+In each round one subscriber listens while CREATES records are created one after another,
+PACE seconds apart, by one keep-alive client. Reported per target (medians over rounds): the
+create's latency (p50, p99: client side, request sent to response read), create -> receipt by
+the subscriber (p50, p99), and the worker's CPU time per create (user + system, from /proc, over
+the whole round: request, relay, reader and delivery).
+
+Needs PostgreSQL and Redis: `BENCH_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/
+fastcms_bench_write, created if missing) and `BENCH_REDIS_URL` (default redis://127.0.0.1:6379/15).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fastcms_bench_write")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+CREATES = int(os.environ.get("BENCH_CREATES", "200"))
+PACE = 0.05
+TARGETS = {"memory": {"REDIS_URL": ""}, "outbox": {"REDIS_URL": REDIS_URL}}
+
+
+def environment(extra: dict[str, str]) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "fastcms.settings",
+        "FASTCMS_ENV_FILE": "/nonexistent",
+        "DATABASE_URL": DATABASE_URL,
+        "DEBUG": "false",
+        "SECRET_KEY": "bench",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+        "FASTCMS_REDIS_PREFIX": "bench-write",
+        **extra,
+    }
+
+
+def prepare() -> str:
+    """Create the database if missing, migrate it, and return the bench user's token."""
+    import psycopg
+
+    name = DATABASE_URL.rsplit("/", 1)[1]
+    with psycopg.connect(DATABASE_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            admin.execute(f'CREATE DATABASE "{name}"')
+    env = environment({"REDIS_URL": ""})
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.fastcms_setup", "bench"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])["token"]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_round(name: str, token: str) -> dict[str, float]:
+    """One server of target `name`: CREATES paced creates with one subscriber."""
+    port = free_port()
+    log = Path(tempfile.gettempdir()) / f"bench-write-{name}.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "fastcms.asgi:application", "--port", str(port)],
+            cwd=ROOT,
+            env=environment(TARGETS[name]),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            if server.poll() is not None:
+                raise RuntimeError(f"{name}: the server exited; see {log}")
+            try:
+                if httpx.get(f"{url}/api/v1/presence", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        received: dict[int, float] = {}
+        ready = threading.Event()
+
+        def listen() -> None:
+            with httpx.stream("GET", f"{url}/api/v1/realtime/bench", timeout=3600) as stream:
+                for line in stream.iter_lines():
+                    if line.startswith("event: connected"):
+                        ready.set()
+                    elif line.startswith("data: ") and '"seq":' in line:
+                        seq = json.loads(line[6:])["data"]["seq"]
+                        received[seq] = time.perf_counter()
+
+        threading.Thread(target=listen, daemon=True).start()
+        ready.wait(10)
+        headers = {"Authorization": f"Token {token}"}
+        sent: dict[int, float] = {}
+        latencies: list[float] = []
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as api:
+            for seq in range(-20, 0):  # warm-up
+                api.post("/api/v1/collections/bench/records/", json={"seq": seq})
+            time.sleep(1)
+            cpu_before = cpu_seconds(server.pid)
+            for seq in range(CREATES):
+                sent[seq] = time.perf_counter()
+                response = api.post("/api/v1/collections/bench/records/", json={"seq": seq, "topic": "t"})
+                latencies.append(time.perf_counter() - sent[seq])
+                if response.status_code != 201:
+                    raise RuntimeError(f"{name}: create answered {response.status_code}: {response.text[:200]}")
+                time.sleep(max(0.0, PACE - latencies[-1]))
+            deadline = time.monotonic() + 10
+            while len([s for s in sent if s in received]) < CREATES and time.monotonic() < deadline:
+                time.sleep(0.05)
+            cpu = cpu_seconds(server.pid) - cpu_before
+        delivery = [received[s] - sent[s] for s in sent if s in received]
+        return {
+            "create_p50_ms": percentile(latencies, 0.5) * 1000,
+            "create_p99_ms": percentile(latencies, 0.99) * 1000,
+            "receipt_p50_ms": percentile(delivery, 0.5) * 1000,
+            "receipt_p99_ms": percentile(delivery, 0.99) * 1000,
+            "delivered": len(delivery) / CREATES,
+            "cpu_ms_per_create": cpu / CREATES * 1000,
+        }
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+def main() -> None:
+    token = prepare()
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in TARGETS}
+    for index in range(ROUNDS):
+        for name in TARGETS:
+            results[name].append(run_round(name, token))
+            print(f"round {index + 1} {name}: {json.dumps(results[name][-1])}", file=sys.stderr)
+    keys = list(results["memory"][0])
+    print(f"| target | {' | '.join(keys)} |")
+    print(f"|---|{'---|' * len(keys)}")
+    medians: dict[str, dict[str, float]] = {}
+    for name, rounds in results.items():
+        medians[name] = {key: statistics.median(r[key] for r in rounds) for key in keys}
+        print(f"| {name} | {' | '.join(f'{medians[name][key]:.2f}' for key in keys)} |")
+    extra = {key: medians["outbox"][key] - medians["memory"][key] for key in keys}
+    print(f"| outbox - memory | {' | '.join(f'{extra[key]:+.2f}' for key in keys)} |")
+
+
+if __name__ == "__main__":
+    main()
