@@ -72,8 +72,8 @@ def stream_key() -> str:
 class RedisBackend(Backend):
     """The cluster's event log in one Redis Stream; `url` defaults to the REDIS_URL setting."""
 
-    def __init__(self, url: str | None = None, *, size: int, seconds: float) -> None:
-        super().__init__(size=size, seconds=seconds)
+    def __init__(self, url: str | None = None, *, size: int, seconds: float, max_bytes: int | None = None) -> None:
+        super().__init__(size=size, seconds=seconds, max_bytes=max_bytes)
         self.url = url or realtime_settings.REDIS_URL
         if not self.url:
             raise ImproperlyConfigured("The Redis event backend needs REDIS_URL.")
