@@ -48,7 +48,13 @@ _STREAM_RESPONSES = {
         "description": "`text/event-stream`: `connected`, then record.*, collection.* and user.* events",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     },
-    **{code: _ERROR for code in ("400", "401", "403", "404", "429", "503")},
+    **{code: _ERROR for code in ("400", "401", "403", "404", "503")},
+    "429": {
+        **_ERROR,
+        "description": "Too many open streams, or too many opened in the last minute (per user, or per IP "
+        "when anonymous, across all workers); the latter with `Retry-After`",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}},
+    },
 }
 
 
@@ -105,7 +111,8 @@ def paths() -> dict[str, Any]:
                                 }
                             }
                         },
-                    }
+                    },
+                    "503": {**_ERROR, "description": "Presence cannot be known now (`realtime_unavailable`)"},
                 },
             }
         },

@@ -161,6 +161,9 @@ class RedisAdmission(Admission):
             except (redis.RedisError, OSError, TimeoutError) as exc:
                 logger.warning("stream limits: Redis does not answer (%r); retrying", exc)
                 await asyncio.sleep(interval)
+            except Exception:
+                logger.exception("stream limits upkeep failed; retrying")
+                await asyncio.sleep(interval)
 
     async def _send_releases(self) -> None:
         while self.releases:
