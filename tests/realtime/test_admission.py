@@ -64,9 +64,9 @@ def test_too_many_opens_a_minute_is_a_429_with_retry_after(live_servers: Any, tr
 
 @pytest.mark.redis
 def test_a_malformed_log_entry_is_skipped_live_and_on_resume(
-    live: Server, open_stream: Any, staff_http: Any, make_live_collection: Any
+    live: Server, open_stream: Any, staff_http: Any, make_named_collection: Any
 ) -> None:
-    make_live_collection("products", [{"name": "name", "type": "text"}], list_rule="")
+    make_named_collection("products", [{"name": "name", "type": "text"}], list_rule="")
     stream = open_stream(live, "/api/v1/realtime/products")
     stream.next()
     staff_http.post(RECORDS, json={"name": "one"})

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.test import Client
 
 from collections_app.query import Auth
@@ -205,7 +206,17 @@ def test_only_credential_changes_publish_a_revocation(
     alice: User, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     published: list[Event] = []
-    monkeypatch.setattr(bus_module, "_bus", type("Recorder", (), {"publish": lambda self, e: published.append(e)})())
+
+    class Recorder:
+        """Stands for the bus: records what would be published once the transaction commits."""
+
+        def publish(self, event: Event) -> None:
+            published.append(event)
+
+        def publish_on_commit(self, event: Event) -> None:
+            transaction.on_commit(lambda: published.append(event))
+
+    monkeypatch.setattr(bus_module, "_bus", Recorder())
 
     def revocations(change: Any) -> list[str]:
         published.clear()

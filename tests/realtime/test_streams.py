@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from collections_app.management.commands.load_demo import DEMO
-from tests.conftest import http_for
+from tests.conftest import http_for, settle_events
 from tests.live import Server, SSEClient
 from tests.realtime.conftest import PRODUCT_FIELDS, records_of, stream_of
 
@@ -274,6 +274,7 @@ def test_last_event_id_header_on_record_reads(live: Server, staff_http: Any, mak
     url = records_of(make_live_collection("products", PRODUCT_FIELDS, list_rule="", view_rule=""))
     before = staff_http.get(url)
     record = staff_http.post(url, json={"name": "n"}).json()
+    settle_events(live)  # with Redis, the event reaches the log a moment after the write's response
     after = staff_http.get(url)
     detail = staff_http.get(f"{url}{record['id']}/")
 
