@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 import pytest
 from django.contrib.auth.models import User
 
-from tests.conftest import http_for, token_of
+from tests.conftest import http_for, settle_events, token_of
 from tests.live import Server, SSEClient, unique_name
 
 
@@ -56,13 +56,15 @@ def make_live_collection(staff_http: Any) -> Callable[..., dict[str, Any]]:
 
 
 @pytest.fixture
-def make_named_collection(staff_http: Any) -> Callable[..., dict[str, Any]]:
-    """Create a collection with exactly this name through the live server's REST API (the server
-    hears of it, so a same-named collection of an earlier test is replaced in its registry)."""
+def make_named_collection(live: Server, staff_http: Any) -> Callable[..., dict[str, Any]]:
+    """Create a collection with exactly this name through the live server's REST API; once the
+    server has read its event, a same-named collection of an earlier test is replaced in its
+    registry."""
 
     def make(name: str, fields: list[dict[str, Any]], **rules: Any) -> dict[str, Any]:
         response = staff_http.post("/api/v1/collections/", json={"name": name, "fields": fields, **rules})
         assert response.status_code == 201, response.text
+        settle_events(live)
         return response.json()
 
     return make
