@@ -1,1 +1,1 @@
-"""Benchmark harness for FastCMS's Server-Sent Events (SPEC section 8): `python -m bench --help`."""
+"""Benchmark harness for FastCMS's Server-Sent Events against its performance targets: `python -m bench --help`."""

@@ -1,4 +1,4 @@
-"""The yardstick (SPEC section 8): a minimal raw-ASGI SSE broadcaster, served by `uvicorn bench.reference:app`.
+"""The yardstick: a minimal raw-ASGI SSE broadcaster, served by `uvicorn bench.reference:app`.
 
 `GET /events[?topic=T]` opens a stream: `retry: 3000`, a `connected` event, then every published
 event as `id:`, `event:`, `data:` lines (with `topic`, only events whose data has that `topic`).

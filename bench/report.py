@@ -1,4 +1,4 @@
-"""The comparison table (fastcms against the reference, beside SPEC section 8's targets) and its files."""
+"""The comparison table (fastcms against the reference, beside the performance targets) and its files."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ NOISY_NOTE = "A verdict with `?` rests on timings taken while other processes us
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the table: a metric, the SPEC target, each target's value, the ratio and the verdict."""
+    """One line of the table: a metric, its target, each target's value, the ratio and the verdict."""
 
     metric: str
     target: str
@@ -345,7 +345,7 @@ def describe(plans: dict[str, dict[str, Any]]) -> list[str]:
     return [f"{w}: {text[w].format(**p, interval_ms=p['interval'] * 1000)}" for w, p in plans.items() if w in text]
 
 
-HEADERS = ("metric", "SPEC target", "reference", "fastcms", "fastcms/reference", "verdict")
+HEADERS = ("metric", "target", "reference", "fastcms", "fastcms/reference", "verdict")
 
 
 def _cells(row: Row) -> tuple[str, ...]:

@@ -27,7 +27,7 @@ SETUP_TIMEOUT = 300.0
 
 
 def _equals(field: str, value: str) -> str:
-    """The live query `field = "value"` (SPEC section 2)."""
+    """The live query `field = "value"` (the query language)."""
     return f'{field} = "{value}"'
 
 
@@ -149,7 +149,7 @@ class FastCMSTarget(Target):
             ALLOWED_HOSTS="127.0.0.1,localhost",
             REDIS_URL="",  # in-process delivery, like the reference
             LOG_LEVEL="WARNING",
-            FASTCMS_SSE_MAX_PER_CLIENT="100000",  # all subscribers come from one machine (SPEC section 8)
+            FASTCMS_SSE_MAX_PER_CLIENT="100000",  # all subscribers come from one machine
             FASTCMS_SSE_MAX_CONNECTIONS="100000",
             FASTCMS_SSE_OPENS_PER_MINUTE="1000000",
         )
@@ -209,7 +209,7 @@ class FastCMSTarget(Target):
     def refused(self, path: str, status: int, body: str) -> None:
         if status == 404:
             raise TargetUnavailable(
-                f"fastcms: GET {path} answered 404: the SSE endpoint of SPEC section 5 is not there yet "
+                f"fastcms: GET {path} answered 404: the SSE endpoint is not there yet "
                 f"(collection {self.collection!r} exists: the bench created it as user {USERNAME!r}). "
                 f"Body: {body[:200]}"
             )

@@ -1,4 +1,4 @@
-"""The three workloads of SPEC section 8 (fan-out, capacity, selectivity), each on fresh servers.
+"""The three workloads of the performance targets (fan-out, capacity, selectivity), each on fresh servers.
 
 Selectivity runs against one target at a time. Fan-out and capacity run against every target at
 once (ALTERNATING) in rounds that alternate between the targets (only one target is measured at a
