@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 
 from tests.e2e.browsing import Pages, launch
-from tests.live import Server
+from tests.live import Server, SSEClient
 from tests.proxy import TCPProxy
 
 try:
@@ -39,3 +39,18 @@ def proxy() -> Any:
     proxy = TCPProxy(target.port or 6379, target.hostname or "127.0.0.1").start()
     yield proxy
     proxy.stop()
+
+
+@pytest.fixture
+def clients() -> Any:
+    """Open SSE clients (`clients(url, **kwargs)`), closed after the test."""
+    opened: list[SSEClient] = []
+
+    def open_(url: str, **kwargs: Any) -> SSEClient:
+        client = SSEClient(url, **kwargs)
+        opened.append(client)
+        return client
+
+    yield open_
+    for client in opened:
+        client.close()

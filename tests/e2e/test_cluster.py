@@ -13,7 +13,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from tests.conftest import http_for
-from tests.live import Server, SSEClient, free_port, wait_until
+from tests.live import Server, free_port, wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -37,20 +37,6 @@ def cluster(live_servers: Any, transactional_db: None) -> Any:
     yield servers
     for server in servers:
         server.stop()
-
-
-@pytest.fixture
-def clients() -> Any:
-    opened: list[SSEClient] = []
-
-    def open_(url: str, **kwargs: Any) -> SSEClient:
-        client = SSEClient(url, **kwargs)
-        opened.append(client)
-        return client
-
-    yield open_
-    for client in opened:
-        client.close()
 
 
 def presence_of(server: Server) -> dict[str, int]:

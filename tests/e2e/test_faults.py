@@ -42,20 +42,6 @@ def servers(live_servers: Any, transactional_db: None) -> Any:
         server.stop()
 
 
-@pytest.fixture
-def clients() -> Any:
-    opened: list[SSEClient] = []
-
-    def open_(url: str, **kwargs: Any) -> SSEClient:
-        client = SSEClient(url, **kwargs)
-        opened.append(client)
-        return client
-
-    yield open_
-    for client in opened:
-        client.close()
-
-
 def everything(stream: SSEClient, wanted: int, timeout: float) -> list[SSEEvent]:
     """Every event and ping (in arrival order) until `wanted` record events have arrived."""
     found: list[SSEEvent] = []
