@@ -25,6 +25,7 @@ from tests.fuzzing import (
     fuzz_settings,
     json_values,
     parsed,
+    same_json,
     stored_as,
     url_component,
 )
@@ -237,7 +238,8 @@ def test_refused_writes_leave_the_collection_serving_and_replaying(
         notes["events"] += 1
     listed = assert_json_answer(api.get(notes["records"]), "list")
     assert listed["count"] == notes["created"]
-    assert assert_json_answer(api.get(f"{notes['records']}{notes['anchor']['id']}/"), "retrieve") == notes["anchor"]
+    anchor = assert_json_answer(api.get(f"{notes['records']}{notes['anchor']['id']}/"), "retrieve")
+    assert same_json(anchor, notes["anchor"]), (anchor, notes["anchor"])  # jsonb may write 1e+105 as digits
     recovered, latest = replayed(live, notes, older, expected=1 if accepted else 0)
     assert recovered is True
     if accepted:
