@@ -18,59 +18,17 @@ from typing import Any
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fastcms.settings")
 
 import django
-from django.core.handlers.asgi import ASGIHandler
 
 from fastcms.logging import install_redaction
+from fastcms.pooled import PooledRequestHandler
 from realtime.conf import realtime_settings
 from realtime.handler import Receive, Scope, Send, StreamHandler, is_stream_request
 
 logger = logging.getLogger(__name__)
 
 
-# Bytes of request and response bodies after which a full garbage collection runs (see below).
-GARBAGE_BYTES = 16 * 1024 * 1024
-
-
-class RequestHandler(ASGIHandler):
-    """Django's ASGI handler, with garbage collected by the bytes it handled, not only by count.
-
-    A Django request lives in reference cycles (its handler frame and disconnect listener, the
-    message storage, the DRF request), so its body, parsed data and response are freed by the
-    cyclic collector, not when it ends; and what lived through a young collection waits for a
-    full one, which the tuned collector (`tune_garbage_collector`) makes rare. Measured: 2 MB
-    writes added about 6 MB each to a worker, without end. So after every GARBAGE_BYTES of bodies
-    read or sent, a full collection runs once the request is done (startup objects are frozen out
-    of it, so it walks only what was made since).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.handled_bytes = 0
-
-    async def read_body(self, receive: Receive) -> Any:
-        body = await super().read_body(receive)
-        self.handled_bytes += body.seek(0, os.SEEK_END)
-        body.seek(0)
-        return body
-
-    async def send_response(self, response: Any, send: Send) -> None:
-        async def counted(message: dict[str, Any]) -> None:
-            self.handled_bytes += len(message.get("body", b""))
-            await send(message)
-
-        await super().send_response(response, counted)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().handle(scope, receive, send)
-        finally:
-            if self.handled_bytes >= GARBAGE_BYTES:
-                self.handled_bytes = 0
-                gc.collect()
-
-
 class Application:
-    """Routes the stream paths to `StreamHandler`, the rest to `RequestHandler`, and handles lifespan."""
+    """Routes the stream paths to `StreamHandler`, the rest to `PooledRequestHandler`; handles lifespan."""
 
     def __init__(self) -> None:
         django.setup(set_prefix=False)
@@ -78,7 +36,7 @@ class Application:
         from realtime.bus import get_bus  # needs the app registry set up above
 
         self.bus = get_bus
-        self.django = RequestHandler()
+        self.django = PooledRequestHandler()
         self.streams = StreamHandler()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

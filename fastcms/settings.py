@@ -110,7 +110,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+# Requests run on a pool of FASTCMS_REQUEST_THREADS long-lived threads per worker (fastcms.pooled),
+# each keeping its database connection between requests for this many seconds (checked before
+# reuse), so a worker holds at most that many connections.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+FASTCMS_REQUEST_THREADS = env.int("FASTCMS_REQUEST_THREADS", default=16)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
