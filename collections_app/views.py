@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from collections_app import browsable, filters, openapi, services
 from collections_app.models import RULE_NAMES, Collection, Record
+from collections_app.prepared import PreparedLookup
 from collections_app.rules import is_staff, rule_condition
 from collections_app.serializers import (
     CollectionSerializer,
@@ -31,6 +32,9 @@ from collections_app.serializers import (
     user_summary,
 )
 from collections_app.throttling import login_throttles
+
+# Every record request reads its collection: compiled once.
+collection_by_name = PreparedLookup(lambda name: Collection.objects.filter(name=name))
 
 
 class CollectionViewSet(viewsets.GenericViewSet):
@@ -135,10 +139,10 @@ class RecordViewSet(viewsets.GenericViewSet):
 
     def load_collection(self) -> Collection:
         name = self.kwargs["collection_name"]
-        try:
-            return Collection.objects.get(name=name)
-        except Collection.DoesNotExist:
-            raise Http404(f"Collection '{name}' not found.") from None
+        collection = collection_by_name(name)
+        if collection is None:
+            raise Http404(f"Collection '{name}' not found.")
+        return collection
 
     def get_queryset(self) -> QuerySet:
         if getattr(self, "swagger_fake_view", False):
