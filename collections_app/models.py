@@ -11,6 +11,7 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
+from collections_app.prepared import PreparedInsert
 from collections_app.schema import FieldSpec, format_datetime, load_fields
 
 ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -108,6 +109,11 @@ class Record(models.Model):
         stamp(self)
         super().save(*args, **kwargs)
 
+    def insert(self) -> None:
+        """`save(force_insert=True)` of a new record, faster: the INSERT is compiled once."""
+        stamp(self)
+        _insert_record(self)
+
     def as_dict(self, specs: list[FieldSpec] | None = None) -> dict[str, Any]:
         """The record as a flat dict: system fields, then the values of `specs` (default: all data)."""
         values = dict(self.data) if specs is None else {s.name: self.data.get(s.name) for s in specs}
@@ -118,6 +124,9 @@ class Record(models.Model):
             "updated": format_datetime(self.updated) if self.updated else None,
             **values,
         }
+
+
+_insert_record = PreparedInsert(Record)
 
 
 class UniqueValue(models.Model):

@@ -1,4 +1,4 @@
-"""Lookups that every request makes, with their SQL compiled once instead of per request.
+"""Queries that every request makes, with their SQL compiled once instead of per request.
 
 Compiling a query is most of what an ORM lookup by key costs: measured on SQLite, the token
 lookup of each authenticated request (`select_related("user").get(key=...)`) took about 10 times
@@ -6,6 +6,7 @@ as long as running its SQL. `PreparedLookup` takes a queryset built around a pla
 compiles it once per database alias, and from then on runs that SQL with the real value and
 builds the model instances (related ones from `select_related` included) as Django does: the same
 columns, the database's converters, `Model.from_db`. Results are those of the queryset.
+`PreparedInsert` does the same for the INSERT of a new record.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connections
-from django.db.models import Model, QuerySet
+from django.db import connections, transaction
+from django.db.models import Model, QuerySet, signals
 
 PLACEHOLDER = "\x1ffastcms-prepared-lookup\x1f"
 
@@ -124,3 +125,36 @@ def _collect(info: dict[str, Any], select: list[Any], parts: list[_Part], parent
     index = len(parts) - 1
     for related in info.get("related_klass_infos", []):
         _collect(related, select, parts, parent=index)
+
+
+class PreparedInsert:
+    """`insert(obj)`: `obj.save(force_insert=True)` for a model whose primary key is set before
+    saving (no returned columns), with its INSERT compiled once per database alias.
+
+    The model's `pre_save` and `post_save` signals are sent as `save()` sends them, and the
+    instance is marked as saved; each value goes through its field's `pre_save` and
+    `get_db_prep_save`, as in `save()`.
+    """
+
+    def __init__(self, model: type[Model]) -> None:
+        self.model = model
+        self.fields = tuple(model._meta.concrete_fields)
+        self.sql: dict[str, str] = {}
+
+    def __call__(self, obj: Model, using: str = "default") -> None:
+        connection = connections[using]
+        sql = self.sql.get(using)
+        if sql is None:
+            quote = connection.ops.quote_name  # names from the model; every value is a parameter
+            table = quote(self.model._meta.db_table)
+            columns = ", ".join(quote(f.column) for f in self.fields)
+            placeholders = ", ".join(["%s"] * len(self.fields))
+            sql = self.sql[using] = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608
+        model = type(obj)
+        signals.pre_save.send(sender=model, instance=obj, raw=False, using=using, update_fields=None)
+        values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in self.fields]
+        with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+            cursor.execute(sql, values)
+        obj._state.adding = False
+        obj._state.db = using
+        signals.post_save.send(sender=model, instance=obj, created=True, update_fields=None, raw=False, using=using)

@@ -329,7 +329,7 @@ def record_create(*, collection: Collection, data: Any, user: Any = None) -> Rec
     values = validate_record_values(collection, data, partial=False)
     with transaction.atomic():
         record = Record(collection=collection, data=values)
-        record.save(force_insert=True)
+        record.insert()
         _sync_unique_values(collection, record, replace=False)
         if user is not None:
             _require(_allowed(collection, "create_rule", user, record))

@@ -94,3 +94,54 @@ def test_a_value_that_is_not_one_plain_parameter_is_refused_at_first_use(db: Non
     lookup = PreparedLookup(lambda name: Collection.objects.filter(Q(name=name) | Q(id=name)))
     with pytest.raises(ValueError, match="one plain parameter"):
         lookup("x")
+
+
+@pytest.mark.django_db
+def test_insert_stores_what_save_stores_and_sends_the_save_signals(make_collection: Any) -> None:
+    from django.db.models.signals import post_save, pre_save
+
+    collection = make_collection("books", [{"name": "title", "type": "text"}, {"name": "tags", "type": "json"}])
+    seen: list[tuple[str, bool | None]] = []
+
+    def pre(sender: Any, instance: Any, **kwargs: Any) -> None:
+        seen.append(("pre", instance._state.adding))
+
+    def post(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+        seen.append(("post", created))
+
+    pre_save.connect(pre, sender=Record)
+    post_save.connect(post, sender=Record)
+    try:
+        data = {"title": "Dune \u00e9", "tags": {"a": [1, 2.5, None, True], "b": "x"}}
+        inserted = Record(collection=collection, data=data)
+        inserted.insert()
+        saved = Record(collection=collection, data=data)
+        saved.save(force_insert=True)
+    finally:
+        pre_save.disconnect(pre, sender=Record)
+        post_save.disconnect(post, sender=Record)
+    assert seen == [("pre", True), ("post", True), ("pre", True), ("post", True)]
+    assert inserted._state.adding is False
+    one, other = Record.objects.get(pk=inserted.pk), Record.objects.get(pk=saved.pk)
+    assert one.data == other.data == data
+    assert one.created == inserted.created
+    assert one.updated == one.created
+    assert one.collection_id == collection.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_insert_rolls_back_its_transaction(make_collection: Any) -> None:
+    from django.db import IntegrityError, transaction
+
+    collection = make_collection("books")
+    first = Record(collection=collection, data={})
+    first.insert()
+
+    def two_inserts() -> None:
+        with transaction.atomic():
+            Record(collection=collection, data={"x": 1}).insert()
+            Record(id=first.id, collection=collection, data={}).insert()  # the same primary key
+
+    with pytest.raises(IntegrityError):
+        two_inserts()
+    assert list(Record.objects.values_list("id", flat=True)) == [first.id]
