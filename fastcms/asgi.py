@@ -64,6 +64,7 @@ class Application:
                 bus = self.bus()
                 bus.shutdown()
                 await bus.stop()
+                await asyncio.get_running_loop().run_in_executor(None, self.django.close)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
