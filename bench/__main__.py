@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
+from bench.catalog import ALTERNATING, FULL, QUICK, WORKLOADS
 from bench.loadgen import BenchError, raise_fd_limit
 from bench.targets import TARGETS, Target, TargetUnavailable
-from bench.workloads import ALTERNATING, FULL, QUICK, WORKLOADS, Plan, log
+from bench.workloads import Plan, log
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
