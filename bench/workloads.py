@@ -1,9 +1,12 @@
-"""The three workloads of the performance targets (fan-out, capacity, selectivity), each on fresh servers.
+"""The real-time workloads of the performance targets (fan-out, capacity, selectivity), and what every
+workload shares: sessions (a fresh server, client workers, a publisher), CPU meters, delivery
+statistics and `alternate`, the rounds of an ALTERNATING workload (the write workloads are in
+`bench.writes`; `bench.catalog` names them all with their sizes).
 
 Selectivity runs against one target at a time. Fan-out and capacity run against every target at
 once (ALTERNATING) in rounds that alternate between the targets (only one target is measured at a
 time), so a burst of background load lands on both alike: fan-out keeps each target's server and
-subscribers across its rounds, capacity starts fresh servers for every round.
+subscribers across its rounds (`alternate`), capacity starts fresh servers for every round.
 
 A delivery's latency is its receipt time (`time.time()` in the client worker when the bytes
 arrived) minus the publisher's `time.time()` taken just before it sent the publish request: one
