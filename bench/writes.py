@@ -62,13 +62,19 @@ class Write:
 
 
 def run_writers(
-    target: Target, base_url: str, writers: int, duration: float, seqs: Iterable[int]
+    target: Target,
+    base_url: str,
+    writers: int,
+    duration: float,
+    seqs: Iterable[int],
+    on_start: Callable[[], None] = lambda: None,
 ) -> tuple[list[Write], float]:
     """`writers` threads, each with its own keep-alive client, writing back to back for `duration` seconds.
 
     Each takes the next seq from `seqs`, sends, waits for the answer, and goes again; the clock starts
-    when every writer has its connection open. Returns every write, accepted or not, ordered by seq, and
-    the seconds from the start to the last answer.
+    when every writer has its connection open, right after `on_start()` (so a reading it takes leaves the
+    connections' opening out). Returns every write, accepted or not, ordered by seq, and the seconds
+    from the start to the last answer.
     """
     numbers = iter(seqs)
     lock = threading.Lock()
@@ -111,6 +117,7 @@ def run_writers(
     started = time.monotonic()
     try:
         ready.wait(30)
+        on_start()
         started = time.monotonic()
         deadline[0] = started + duration
     except threading.BrokenBarrierError as exc:
@@ -221,9 +228,14 @@ class _WriteThroughputSide(AlternatingSide):
     def run_round(self, plan: Plan, pids: Callable[[], Iterable[int]]) -> str:
         session = self.session
         assert session is not None
-        meter = CpuMeter(pids)
-        cpu = session.server.cpu_seconds()
-        writes, elapsed = run_writers(self.target, session.server.base_url, plan.writers, plan.duration, self.seqs)
+        start: dict[str, Any] = {}
+
+        def on_start() -> None:
+            start.update(meter=CpuMeter(pids), cpu=session.server.cpu_seconds())
+
+        writes, elapsed = run_writers(
+            self.target, session.server.base_url, plan.writers, plan.duration, self.seqs, on_start
+        )
         accepted = {w.seq: w.sent_at for w in writes if w.accepted}
         session.expected["sub"] += plan.subscribers * len(accepted)
         session.expected["warmup"] += len(accepted)
@@ -231,8 +243,8 @@ class _WriteThroughputSide(AlternatingSide):
         if not drained:  # what is missing now counts as lost; later rounds wait for their own events only
             for group, count in session.pool.counts().items():
                 session.expected[group] = min(session.expected[group], count)
-        cpu = session.server.cpu_seconds() - cpu
-        self.windows.append(meter.window())
+        cpu = session.server.cpu_seconds() - start["cpu"]
+        self.windows.append(start["meter"].window())
         session.server.check_alive()
         summary = session.pool.summarize("sub", accepted)
         self.summaries.append(summary)
