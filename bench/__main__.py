@@ -1,8 +1,9 @@
 """`python -m bench`: measure FastCMS's SSE delivery against the reference broadcaster.
 
 Prepares every target, then runs each workload against each target on a fresh uvicorn server
-(fan-out and capacity against all targets at once, in rounds alternating between them), prints one table of
-ratios (fastcms/reference) beside the targets, and writes `bench/results/<UTC stamp>.json` and
+(the ALTERNATING ones, fan-out at two sizes, capacity and the write workloads, against all targets at
+once, in rounds alternating between them), prints one table of ratios (fastcms/reference) beside the
+targets, and writes `bench/results/<UTC stamp>.json` and
 `bench/results/latest.md`. Exit status: 0 when every workload ran, 1 when any failed, 2 on bad usage.
 """
 

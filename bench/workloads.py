@@ -582,7 +582,7 @@ def capacity(
     The servers are stopped at the end of the round. Fresh servers, because memory freed by the
     last round's disconnects stays in the process and would be reused by the next round's
     connections (measured: 24 KB per connection in round 1, -0.1 in round 2 on the same server).
-    The report compares connect times round by round (median of per-round ratios) and pooled.
+    The report judges the pooled connect time (total over total) and shows each round's ratio beside it.
     A target that fails drops out with its error; the others go on. Returns, per target name,
     its metrics or its error.
     """
@@ -648,9 +648,9 @@ def selectivity(target: Target, plan: Plan, workdir: Path, processes: int) -> di
     """Latency to `subscribers` matching streams, alone and then beside `extras` streams that match nothing.
 
     Repeated `rounds` times (alone, connect the extras, crowded, close the extras), fewer (but at
-    least MIN_ROUNDS) when the next round would end past `budget` seconds. The headline
-    `slowdown_p99` is the median over rounds of each round's p99 ratio: a burst of background load
-    spoils one round, not the result. Pooled figures over all rounds are reported beside it.
+    least MIN_ROUNDS) when the next round would end past `budget` seconds. The verdict's figure is
+    `slowdown_p99_pooled`: the p99 over every round's deliveries with the extras over the p99 over
+    every round's deliveries alone; `slowdown_p99`, the median of each round's ratio, goes beside it.
     """
     with Session(target, workdir, processes, "selectivity") as session:
         # The matching subscribers get a client process of their own, the extras the others, so the
