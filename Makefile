@@ -39,8 +39,9 @@ format: $(BIN)/.dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# make bench BENCH_ARGS='--quick' or BENCH_ARGS='--workloads write_latency,write_throughput'
 bench: $(BIN)/.dev
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # What the Redis backend's outbox costs a REST create (needs PostgreSQL and Redis).
 bench-write: $(BIN)/.dev

@@ -1,8 +1,9 @@
 """`python -m bench`: measure FastCMS's SSE delivery against the reference broadcaster.
 
 Prepares every target, then runs each workload against each target on a fresh uvicorn server
-(fan-out and capacity against all targets at once, in rounds alternating between them), prints one table of
-ratios (fastcms/reference) beside the targets, and writes `bench/results/<UTC stamp>.json` and
+(the ALTERNATING ones, fan-out at two sizes, capacity and the write workloads, against all targets at
+once, in rounds alternating between them), prints one table of ratios (fastcms/reference) beside the
+targets, and writes `bench/results/<UTC stamp>.json` and
 `bench/results/latest.md`. Exit status: 0 when every workload ran, 1 when any failed, 2 on bad usage.
 """
 
@@ -23,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
+from bench.catalog import ALTERNATING, FULL, QUICK, WORKLOADS
 from bench.loadgen import BenchError, raise_fd_limit
 from bench.targets import TARGETS, Target, TargetUnavailable
-from bench.workloads import ALTERNATING, FULL, QUICK, WORKLOADS, Plan, log
+from bench.workloads import Plan, log
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

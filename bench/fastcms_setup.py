@@ -1,18 +1,25 @@
-"""Prepare a FastCMS database for the benchmark (run by `bench.targets` in a subprocess, after `migrate`).
+"""Prepare a FastCMS database for the benchmark the documented way: a command, then the HTTP API.
 
-Creates (idempotently) the staff user `bench` with a token, and the collections named on the
-command line, each with the fields in FIELDS, readable by everyone (list and view rule `""`) and
-writable by staff only. Prints one JSON line: `{"token": "<key>"}`.
+1. `create_superuser(env)`, before any server starts: `manage.py createsuperuser --noinput` with
+   DJANGO_SUPERUSER_USERNAME/PASSWORD/EMAIL in its environment (a user of that name already there
+   is fine: the database may be an old one).
+2. `setup_over_http(base_url, names)`, against a started server: `POST /api/v1/auth/token` with
+   the username and password gives the token; then every collection in `names` that
+   `GET /api/v1/collections/<name>/` does not find is created with `POST /api/v1/collections/`,
+   with the fields in FIELDS, readable by everyone (list and view rule `""`) and writable by staff
+   only. Returns the token.
 
-Usage: `python -m bench.fastcms_setup bench other_0 other_1 ...` with the bench's DATABASE_URL.
+No Django import here: the bench sees FastCMS only from the outside, like any client.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 FIELDS: list[dict[str, Any]] = [
     {"name": "seq", "type": "number", "options": {"integer": True}},
@@ -21,29 +28,70 @@ FIELDS: list[dict[str, Any]] = [
     {"name": "payload", "type": "text"},
 ]
 USERNAME = "bench"
+PASSWORD = "bench-password-not-secret"  # noqa: S105 - a throwaway user on a throwaway database
+EMAIL = "bench@example.com"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 300.0
 
 
-def main(names: list[str]) -> None:
-    """Create the user, its token and the collections `names`; print the token as JSON."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fastcms.settings")
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
-
-    from collections_app import services
-    from collections_app.models import Collection
-
-    user, _ = get_user_model().objects.get_or_create(
-        username=USERNAME, defaults={"is_staff": True, "is_superuser": True}
-    )
-    token, _ = Token.objects.get_or_create(user=user)
-    for name in names:
-        if not Collection.objects.filter(name=name).exists():
-            services.collection_create(name=name, fields=FIELDS, list_rule="", view_rule="")
-    print(json.dumps({"token": token.key}))
+class SetupError(Exception):
+    """A set-up step failed; the message says which and what the server or command answered."""
 
 
-if __name__ == "__main__":
-    main(sys.argv[1:])
+def create_superuser(env: dict[str, str], cwd: Path = PROJECT_ROOT, timeout: float = TIMEOUT) -> None:
+    """`manage.py createsuperuser --noinput` for USERNAME in `env` (the server's database); idempotent."""
+    command = [sys.executable, "manage.py", "createsuperuser", "--noinput"]
+    superuser = {"DJANGO_SUPERUSER_USERNAME": USERNAME, "DJANGO_SUPERUSER_PASSWORD": PASSWORD}
+    try:
+        done = subprocess.run(
+            command,
+            cwd=cwd,
+            env={**env, **superuser, "DJANGO_SUPERUSER_EMAIL": EMAIL},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise SetupError(f"createsuperuser did not finish within {timeout:.0f} s") from exc
+    if done.returncode != 0 and "already taken" not in done.stderr:
+        raise SetupError(f"createsuperuser failed ({done.returncode}):\n{done.stderr[-2000:]}")
+
+
+def sign_in(client: httpx.Client) -> str:
+    """`POST /api/v1/auth/token` with USERNAME and PASSWORD; the token."""
+    response = client.post("/api/v1/auth/token", json={"username": USERNAME, "password": PASSWORD})
+    if response.status_code != 200:
+        raise SetupError(f"POST /api/v1/auth/token answered {response.status_code}: {response.text[:300]}")
+    return response.json()["token"]
+
+
+def ensure_collection(client: httpx.Client, token: str, name: str) -> None:
+    """Create collection `name` (FIELDS, list and view rule `""`) unless it exists."""
+    headers = {"Authorization": f"Token {token}", "Accept": "application/json"}
+    path = f"/api/v1/collections/{name}/"
+    found = client.get(path, headers=headers)
+    if found.status_code == 200:
+        return
+    if found.status_code != 404:
+        raise SetupError(f"GET {path} answered {found.status_code}: {found.text[:300]}")
+    body = {"name": name, "fields": FIELDS, "list_rule": "", "view_rule": ""}
+    created = client.post("/api/v1/collections/", json=body, headers=headers)
+    if created.status_code == 201:
+        return
+    # 400 or 409: made meanwhile by someone else, which is fine if it is there now.
+    if created.status_code in (400, 409) and client.get(path, headers=headers).status_code == 200:
+        return
+    raise SetupError(f"POST /api/v1/collections/ ({name}) answered {created.status_code}: {created.text[:300]}")
+
+
+def setup_over_http(base_url: str, names: list[str], timeout: float = 30.0) -> str:
+    """Sign in as USERNAME on the server at `base_url` and make sure the collections `names` exist; the token."""
+    try:
+        with httpx.Client(base_url=base_url, timeout=timeout) as client:
+            token = sign_in(client)
+            for name in names:
+                ensure_collection(client, token, name)
+            return token
+    except httpx.HTTPError as exc:
+        raise SetupError(f"set-up over HTTP failed: {type(exc).__name__}: {exc}") from exc

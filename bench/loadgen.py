@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import math
 import multiprocessing
 import multiprocessing.connection
 import re
@@ -24,6 +25,7 @@ import signal
 import socket
 import sys
 import time
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +56,52 @@ class SubscriberResult:
     deliveries: list[tuple[int, float]]
     other_events: int
     ended: str | None
+
+
+HISTOGRAM_BINS_PER_SECOND = 10_000  # latency histograms count deliveries in 0.1 ms bins
+
+
+@dataclass
+class DeliverySummary:
+    """Deliveries of a set of events to a group of subscribers, without the deliveries themselves.
+
+    `histogram` counts first receipts by latency bin (bin k: k/HISTOGRAM_BINS_PER_SECOND seconds and
+    up to the next bin), so `delivered` is its total and percentiles are exact to one bin. Summaries
+    of disjoint event sets (rounds) add up.
+    """
+
+    subscribers: int = 0
+    expected: int = 0
+    duplicates: int = 0
+    ended_early: int = 0
+    ended_reasons: set[str] = field(default_factory=set)
+    histogram: Counter[int] = field(default_factory=Counter)
+
+    @property
+    def delivered(self) -> int:
+        """First receipts of the events (duplicates not counted)."""
+        return sum(self.histogram.values())
+
+    def __iadd__(self, more: DeliverySummary) -> DeliverySummary:
+        self.subscribers += more.subscribers
+        self.expected += more.expected
+        self.duplicates += more.duplicates
+        self.ended_early += more.ended_early
+        self.ended_reasons |= more.ended_reasons
+        self.histogram.update(more.histogram)
+        return self
+
+    def percentile_seconds(self, p: float) -> float:
+        """Nearest-rank percentile `p` of the latencies (the middle of its bin; 0 when nothing arrived)."""
+        total = self.delivered
+        if not total:
+            return 0.0
+        rank, seen = max(1, math.ceil(p / 100 * total)), 0
+        for bin_, count in sorted(self.histogram.items()):
+            seen += count
+            if seen >= rank:
+                return (bin_ + 0.5) / HISTOGRAM_BINS_PER_SECOND
+        raise AssertionError("unreachable: the ranks add up to the total")
 
 
 @dataclass
@@ -100,7 +148,8 @@ class SSEClient(asyncio.Protocol):
         self.group = group
         self.counts = counts  # the worker's delivery counters, per group, read by the main process
         self.ready: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self.deliveries: list[tuple[int, float]] = []
+        self.seqs = array("q")  # deliveries: seqs[i] arrived at times[i]; 16 bytes each, so millions fit
+        self.times = array("d")
         self.other_events = 0
         self.ended: str | None = None
         self.closing = False
@@ -123,6 +172,11 @@ class SSEClient(asyncio.Protocol):
             self.ended = f"connection lost ({exc!r})" if exc else "closed by the server"
         if not self.ready.done():
             self.ready.set_exception(ConnectionError(f"connection closed before `connected`: {self.ended}"))
+
+    @property
+    def deliveries(self) -> list[tuple[int, float]]:
+        """Every delivery so far as `(seq, receipt time)`, in arrival order."""
+        return list(zip(self.seqs, self.times, strict=True))
 
     def close(self) -> None:
         """Close from the client side (not counted as an early end)."""
@@ -220,7 +274,8 @@ class SSEClient(asyncio.Protocol):
                 continue
             match = SEQ_RE.search(b"\n".join(data))
             if match:
-                self.deliveries.append((int(match[1]), now))
+                self.seqs.append(int(match[1]))
+                self.times.append(now)
                 self.counts[self.group] += 1
             else:
                 self.other_events += 1
@@ -303,6 +358,30 @@ class Worker:
             for sub_id, c in self.clients.items()
         }
 
+    def summarize(self, group: str, sent: dict[int, float]) -> DeliverySummary:
+        """The deliveries of the events in `sent` (seq -> send time) to the subscribers of `group`, as counts
+        and a latency histogram (so millions of deliveries cross the pipe as a few kilobytes)."""
+        summary = DeliverySummary()
+        for client in self.clients.values():
+            if client.group != group:
+                continue
+            summary.subscribers += 1
+            summary.expected += len(sent)
+            if client.ended:
+                summary.ended_early += 1
+                summary.ended_reasons.add(client.ended)
+            seen: set[int] = set()
+            for seq, received in zip(client.seqs, client.times, strict=True):
+                at = sent.get(seq)
+                if at is None:
+                    continue
+                if seq in seen:
+                    summary.duplicates += 1
+                    continue
+                seen.add(seq)
+                summary.histogram[max(0, int((received - at) * HISTOGRAM_BINS_PER_SECOND))] += 1
+        return summary
+
     def close(self) -> None:
         """Close every subscription."""
         for client in self.clients.values():
@@ -326,6 +405,8 @@ async def _worker_loop(conn: multiprocessing.connection.Connection, worker: Work
             conn.send(worker.close_group(args[0]))
         elif command == "collect":
             conn.send(worker.collect())
+        elif command == "summarize":
+            conn.send(worker.summarize(*args))
         elif command == "close":
             worker.close()
             await asyncio.sleep(0.2)  # let the FINs go out before the loop closes the transports
@@ -452,6 +533,13 @@ class ClientPool:
     def close_group(self, group: str, timeout: float = 60.0) -> int:
         """Close every subscription of `group`; return how many were open."""
         return sum(self._ask([("close_group", group)] * self.processes, timeout))
+
+    def summarize(self, group: str, sent: dict[int, float], timeout: float = 120.0) -> DeliverySummary:
+        """Deliveries of the events in `sent` to the subscribers of `group`, summed over every worker."""
+        total = DeliverySummary()
+        for answer in self._ask([("summarize", group, sent)] * self.processes, timeout):
+            total += answer
+        return total
 
     def collect(self, timeout: float = 120.0) -> dict[int, SubscriberResult]:
         """Every subscriber's result, by subscription id."""

@@ -9,9 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.workloads import MIN_ROUNDS
+
 Results = dict[str, dict[str, dict[str, Any]]]  # target -> workload -> metrics (or {"error": ...})
 PRODUCT, REFERENCE = "fastcms", "reference"
 BACKGROUND_WARN = 10.0  # % of one CPU used by other processes (or stolen) during a workload
+FANOUTS = ("fanout", "fanout_5000")  # the same workload at two sizes
+WORKLOAD_ORDER = ("fanout", "fanout_5000", "capacity", "selectivity", "write_latency", "write_throughput")
+CPU_PER_WRITE_MS = 3.0  # server CPU per REST create, at most
+WRITES_PER_SECOND = 300.0  # accepted creates per second with write_throughput's subscribers, at least
 NOISY_NOTE = "A verdict with `?` rests on timings taken while other processes used the CPU (last rows): repeat it."
 
 
@@ -58,61 +64,223 @@ def _delivered(metrics: dict[str, Any], key: str = "delivery") -> str:
     return f"{d['delivered']}/{d['expected']} ({d['delivered_pct']:g}%)"
 
 
-def fanout_ratios(results: Results) -> dict[str, Any] | None:
-    """The fan-out p99 of fastcms over the reference's: per round (round i against round i, which ran
-    back to back), their median (the verdict's figure) and pooled over all rounds; None unless both ran."""
-    ours = _get(results, PRODUCT, "fanout", "rounds")
-    theirs = _get(results, REFERENCE, "fanout", "rounds")
+def _median(values: list[float | None]) -> float | None:
+    valid = [v for v in values if v is not None]
+    return round(statistics.median(valid), 3) if valid else None
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def latency_ratios(results: Results, workload: str, pct: str = "p99") -> dict[str, Any] | None:
+    """Latency percentile `pct` of fastcms over the reference's in a round-based workload: pooled over all
+    rounds (every round's deliveries together: the verdict's figure), per round (round i against round i,
+    which ran back to back) and the median of those; `rounds` is the fewer of the two targets' rounds.
+    None unless both ran."""
+    ours = _get(results, PRODUCT, workload, "rounds")
+    theirs = _get(results, REFERENCE, workload, "rounds")
     if not ours or not theirs:
         return None
-    by_round: list[float | None] = []
-    for mine, base in zip(ours, theirs, strict=False):
-        ratio = _ratio(mine["latency_ms"]["p99"], base["latency_ms"]["p99"]) if mine["delivered"] else None
-        by_round.append(None if ratio is None else round(ratio, 3))
-    valid = [r for r in by_round if r is not None]
+    by_round = [
+        _rounded(_ratio(mine["latency_ms"][pct], base["latency_ms"][pct])) if mine["delivered"] else None
+        for mine, base in zip(ours, theirs, strict=False)
+    ]
     pooled = _ratio(
-        _get(results, PRODUCT, "fanout", "delivery", "latency_ms", "p99"),
-        _get(results, REFERENCE, "fanout", "delivery", "latency_ms", "p99"),
+        _get(results, PRODUCT, workload, "delivery", "latency_ms", pct),
+        _get(results, REFERENCE, workload, "delivery", "latency_ms", pct),
     )
     return {
-        "p99_ratio_by_round": by_round,
-        "p99_ratio_median": round(statistics.median(valid), 3) if valid else None,
-        "p99_ratio_pooled": None if pooled is None else round(pooled, 3),
+        f"{pct}_ratio_pooled": _rounded(pooled),
+        f"{pct}_ratio_by_round": by_round,
+        f"{pct}_ratio_median": _median(by_round),
+        "rounds": min(len(ours), len(theirs)),
     }
 
 
+def fanout_ratios(results: Results, workload: str = "fanout") -> dict[str, Any] | None:
+    """The fan-out p99 of fastcms over the reference's (see `latency_ratios`)."""
+    return latency_ratios(results, workload, "p99")
+
+
+def write_latency_ratios(results: Results) -> dict[str, Any] | None:
+    """Create -> receipt p50 and p99 of fastcms over the reference's (see `latency_ratios`)."""
+    p50, p99 = latency_ratios(results, "write_latency", "p50"), latency_ratios(results, "write_latency", "p99")
+    return None if p50 is None or p99 is None else {**p50, **p99}
+
+
 def capacity_ratios(results: Results) -> dict[str, Any] | None:
-    """The capacity connect time of fastcms over the reference's: per round (round i against round i, which
-    ran back to back), their median (the verdict's figure) and pooled (total over total); None unless both ran."""
+    """The capacity connect time of fastcms over the reference's: pooled (total connect time over total: the
+    verdict's figure), per round (round i against round i, which ran back to back) and their median; None
+    unless both ran."""
     ours = _get(results, PRODUCT, "capacity", "rounds")
     theirs = _get(results, REFERENCE, "capacity", "rounds")
     if not ours or not theirs:
         return None
-    by_round: list[float | None] = []
-    for mine, base in zip(ours, theirs, strict=False):
-        ratio = _ratio(mine["connect"]["seconds"], base["connect"]["seconds"])
-        by_round.append(None if ratio is None else round(ratio, 3))
-    valid = [r for r in by_round if r is not None]
+    by_round = [
+        _rounded(_ratio(mine["connect"]["seconds"], base["connect"]["seconds"]))
+        for mine, base in zip(ours, theirs, strict=False)
+    ]
     pooled = _ratio(
         _get(results, PRODUCT, "capacity", "connect", "seconds_pooled"),
         _get(results, REFERENCE, "capacity", "connect", "seconds_pooled"),
     )
     return {
+        "connect_ratio_pooled": _rounded(pooled),
         "connect_ratio_by_round": by_round,
-        "connect_ratio_median": round(statistics.median(valid), 3) if valid else None,
-        "connect_ratio_pooled": None if pooled is None else round(pooled, 3),
+        "connect_ratio_median": _median(by_round),
+        "rounds": min(len(ours), len(theirs)),
     }
 
 
+def pooled_within(figures: dict[str, Any] | None, key: str, limit: float) -> bool | None:
+    """The verdict on a pooled ratio: `figures[key] <= limit`, or None (no verdict) when it is missing or
+    fewer than MIN_ROUNDS rounds were pooled."""
+    if figures is None or figures.get(key) is None or figures["rounds"] < MIN_ROUNDS:
+        return None
+    return figures[key] <= limit
+
+
 def comparison(results: Results) -> dict[str, Any]:
-    """Figures that compare the targets and belong to neither (for the JSON): the fan-out p99 ratios and the
-    capacity connect-time ratios."""
-    found = {"fanout": fanout_ratios(results), "capacity": capacity_ratios(results)}
+    """Figures that compare the targets and belong to neither (for the JSON): latency ratios (fan-out p99 at
+    both sizes, create -> receipt p50 and p99) and the capacity connect-time ratios."""
+    found = {
+        **{workload: fanout_ratios(results, workload) for workload in FANOUTS},
+        "capacity": capacity_ratios(results),
+        "write_latency": write_latency_ratios(results),
+    }
     return {workload: figures for workload, figures in found.items() if figures is not None}
 
 
 def _times(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio:.2f}x"
+
+
+def _by_round(metrics: dict[str, Any], key: str, fmt: str) -> str:
+    """Each round's `key`, formatted with `fmt`, joined by ` / ` (`-` where a round has none)."""
+    return " / ".join("-" if r.get(key) is None else fmt.format(r[key]) for r in metrics["rounds"])
+
+
+def _pooled_cell(figures: dict[str, Any] | None, pct: str) -> str:
+    """`1.23x (median of rounds 1.10x)`: the pooled ratio (the verdict's) with the median of per-round ratios."""
+    if figures is None:
+        return "-"
+    return f"{_times(figures[f'{pct}_ratio_pooled'])} (median of rounds {_times(figures[f'{pct}_ratio_median'])})"
+
+
+def _write_latency_rows(results: Results, add: Callable[..., None], full_delivery: Callable[..., bool | None]) -> None:
+    name = "write_latency"
+    add(name, f"{name}: delivered, all rounds", "100%", _delivered, None, full_delivery(name))
+    ratios = write_latency_ratios(results)
+    for pct, limit in (("p50", 2.5), ("p99", 3.0)):
+        add(
+            name,
+            f"{name}: create -> receipt {pct}, pooled over rounds (ms)",
+            f"<= {limit:g}x reference",
+            lambda m, pct=pct: f"{m['delivery']['latency_ms'][pct]:.1f} ({len(m['rounds'])} rounds)",
+            _pooled_cell(ratios, pct),
+            pooled_within(ratios, f"{pct}_ratio_pooled", limit),
+            timed=True,
+        )
+    add(
+        name,
+        f"{name}: create -> receipt p99 by round (ms)",
+        "",
+        lambda m: " / ".join(f"{r['latency_ms']['p99']:.1f}" for r in m["rounds"]),
+        None if ratios is None else " / ".join(_times(r) for r in ratios["p99_ratio_by_round"]),
+        None,
+    )
+    for pct in ("p50", "p99"):
+        add(
+            name,
+            f"{name}: the write's response time {pct}, pooled (ms)",
+            "",
+            lambda m, pct=pct: f"{m['request_ms'][pct]:.1f}",
+            _ratio(_get(results, PRODUCT, name, "request_ms", pct), _get(results, REFERENCE, name, "request_ms", pct)),
+            None,
+        )
+    cpu = _get(results, PRODUCT, name, "server_cpu_ms_per_write")
+    add(
+        name,
+        f"{name}: server CPU per write, all rounds (by round) (ms)",
+        f"<= {CPU_PER_WRITE_MS:g} ms",
+        lambda m: (
+            f"{m['server_cpu_ms_per_write']:.2f} ("
+            + " / ".join(f"{r['server_cpu_ms_per_write']:.2f}" for r in m["rounds"])
+            + ")"
+        ),
+        _ratio(cpu, _get(results, REFERENCE, name, "server_cpu_ms_per_write")),
+        None if cpu is None else cpu <= CPU_PER_WRITE_MS,
+        timed=True,
+    )
+
+
+def _write_throughput_rows(results: Results, add: Callable[..., None]) -> None:
+    name = "write_throughput"
+    rate = _get(results, PRODUCT, name, "writes_per_second")
+    delivery = _get(results, PRODUCT, name, "delivery")
+    complete = None if delivery is None else delivery["missing"] == 0 and delivery["duplicates"] == 0
+    add(
+        name,
+        f"{name}: accepted writes per second, all rounds (by round)",
+        f">= {WRITES_PER_SECOND:g}/s, all delivered",
+        lambda m: (
+            f"{m['writes_per_second']:.0f} (" + " / ".join(f"{r['writes_per_second']:.0f}" for r in m["rounds"]) + ")"
+        ),
+        _ratio(rate, _get(results, REFERENCE, name, "writes_per_second")),
+        None if rate is None else rate >= WRITES_PER_SECOND and bool(complete),
+        timed=True,
+    )
+    add(
+        name,
+        f"{name}: delivered (missing / duplicates), all rounds",
+        "100% (0 / 0)",
+        lambda m: (
+            f"{m['delivery']['delivered']}/{m['delivery']['expected']} ({m['delivery']['delivered_pct']:g}%) "
+            f"({m['delivery']['missing']} / {m['delivery']['duplicates']})"
+        ),
+        None,
+        complete,
+    )
+    add(
+        name,
+        f"{name}: streams that ended early / writes refused",
+        "0 / 0",
+        lambda m: f"{m['delivery']['ended_early']} / {m['refused']}",
+        None,
+        None,
+    )
+    for pct in ("p50", "p99"):
+        add(
+            name,
+            f"{name}: create -> receipt {pct}, pooled (ms)",
+            "",
+            lambda m, pct=pct: f"{m['delivery']['latency_ms'][pct]:.1f}",
+            _ratio(
+                _get(results, PRODUCT, name, "delivery", "latency_ms", pct),
+                _get(results, REFERENCE, name, "delivery", "latency_ms", pct),
+            ),
+            None,
+        )
+    add(
+        name,
+        f"{name}: the write's response time p50 / p99 (ms)",
+        "",
+        lambda m: f"{m['request_ms']['p50']:.1f} / {m['request_ms']['p99']:.1f}",
+        None,
+        None,
+    )
+    add(
+        name,
+        f"{name}: server CPU per write, with its deliveries (ms)",
+        "",
+        lambda m: f"{m['server_cpu_ms_per_write']:.2f}",
+        _ratio(
+            _get(results, PRODUCT, name, "server_cpu_ms_per_write"),
+            _get(results, REFERENCE, name, "server_cpu_ms_per_write"),
+        ),
+        None,
+    )
 
 
 def build_rows(results: Results) -> list[Row]:
@@ -153,11 +321,10 @@ def build_rows(results: Results) -> list[Row]:
         d = _get(results, PRODUCT, workload, key)
         return None if d is None else d["delivered"] == d["expected"] and d["duplicates"] == 0
 
-    if "fanout" in present:
-        name = "fanout"
-        add("fanout", f"{name}: delivered, all rounds", "100%", _delivered, None, full_delivery("fanout"))
+    for name in [w for w in FANOUTS if w in present]:
+        add(name, f"{name}: delivered, all rounds", "100%", _delivered, None, full_delivery(name))
         add(
-            "fanout",
+            name,
             f"{name}: duplicates / out of order, all rounds",
             "0 / 0",
             lambda m: f"{m['delivery']['duplicates']} / {m['delivery']['out_of_order']}",
@@ -165,34 +332,35 @@ def build_rows(results: Results) -> list[Row]:
             None,
         )
         for pct in ("p50", "p95", "p99", "max"):
+            if pct == "p99":
+                continue  # its own row below, with the verdict
             add(
-                "fanout",
+                name,
                 f"{name}: latency {pct}, pooled over rounds (ms)",
                 "",
                 lambda m, pct=pct: f"{m['delivery']['latency_ms'][pct]:.1f}",
                 _ratio(
-                    _get(results, PRODUCT, "fanout", "delivery", "latency_ms", pct),
-                    _get(results, REFERENCE, "fanout", "delivery", "latency_ms", pct),
+                    _get(results, PRODUCT, name, "delivery", "latency_ms", pct),
+                    _get(results, REFERENCE, name, "delivery", "latency_ms", pct),
                 ),
                 None,
             )
-        fan = fanout_ratios(results)
+        fan = fanout_ratios(results, name)
         add(
-            "fanout",
+            name,
             f"{name}: latency p99 by round (ms)",
             "",
             lambda m: " / ".join(f"{r['latency_ms']['p99']:.1f}" for r in m["rounds"]),
             None if fan is None else " / ".join(_times(r) for r in fan["p99_ratio_by_round"]),
             None,
         )
-        median = None if fan is None else fan["p99_ratio_median"]
         add(
-            "fanout",
-            f"{name}: latency p99, median of per-round ratios",
+            name,
+            f"{name}: latency p99, pooled over rounds (ms)",
             "<= 1.5x reference",
-            lambda m: f"{len(m['rounds'])} rounds",
-            None if fan is None else f"{_times(median)} (pooled {_times(fan['p99_ratio_pooled'])})",
-            None if median is None else median <= 1.5,
+            lambda m: f"{m['delivery']['latency_ms']['p99']:.1f} ({len(m['rounds'])} rounds)",
+            _pooled_cell(fan, "p99"),
+            pooled_within(fan, "p99_ratio_pooled", 1.5),
             timed=True,
         )
     if "capacity" in present:
@@ -206,14 +374,15 @@ def build_rows(results: Results) -> list[Row]:
             None if cap is None else " / ".join(_times(r) for r in cap["connect_ratio_by_round"]),
             None,
         )
-        median = None if cap is None else cap["connect_ratio_median"]
         add(
             "capacity",
-            f"{name}: time to connect all, median of per-round ratios",
+            f"{name}: time to connect all, pooled over rounds (total over total)",
             "<= 2x reference",
-            lambda m: f"{m['connect']['seconds_median']:.2f} s median ({m['connect']['per_second_median']:.0f}/s)",
-            None if cap is None else f"{_times(median)} (pooled {_times(cap['connect_ratio_pooled'])})",
-            None if median is None else median <= 2.0,
+            lambda m: f"{m['connect']['seconds_pooled']:.2f} s ({m['connect']['per_second_median']:.0f}/s median)",
+            None
+            if cap is None
+            else f"{_times(cap['connect_ratio_pooled'])} (median of rounds {_times(cap['connect_ratio_median'])})",
+            pooled_within(cap, "connect_ratio_pooled", 2.0),
             timed=True,
         )
         kb = _get(results, PRODUCT, "capacity", "server", "kb_per_connection")
@@ -260,10 +429,11 @@ def build_rows(results: Results) -> list[Row]:
                 ),
                 None,
             )
+        rounds = len(_get(results, PRODUCT, "selectivity", "rounds") or [])
         for key, label, target in (
-            ("slowdown_p99", "slowdown p99, median of rounds", "<= 1.2x"),
-            ("slowdown_p99_pooled", "slowdown p99, pooled", ""),
-            ("slowdown_p50_pooled", "slowdown p50, pooled", ""),
+            ("slowdown_p99_pooled", "slowdown p99, pooled over rounds", "<= 1.2x"),
+            ("slowdown_p99", "slowdown p99, median of rounds", ""),
+            ("slowdown_p50_pooled", "slowdown p50, pooled over rounds", ""),
         ):
             ours = _get(results, PRODUCT, "selectivity", key)
             add(
@@ -273,10 +443,10 @@ def build_rows(results: Results) -> list[Row]:
                 lambda m, key=key: (
                     "-"
                     if m[key] is None
-                    else f"{m[key]:.2f}x" + (f" ({len(m['rounds'])} rounds)" if key == "slowdown_p99" else "")
+                    else f"{m[key]:.2f}x" + (f" ({len(m['rounds'])} rounds)" if key == "slowdown_p99_pooled" else "")
                 ),
                 None,
-                (None if ours is None else ours <= 1.2) if target else None,
+                (None if ours is None or rounds < MIN_ROUNDS else ours <= 1.2) if target else None,
                 timed=True,
             )
         add(
@@ -298,7 +468,11 @@ def build_rows(results: Results) -> list[Row]:
             None,
             None if leaked is None else leaked == 0,
         )
-    for workload in [w for w in ("fanout", "capacity", "selectivity") if w in present]:
+    if "write_latency" in present:
+        _write_latency_rows(results, add, full_delivery)
+    if "write_throughput" in present:
+        _write_throughput_rows(results, add)
+    for workload in [w for w in WORKLOAD_ORDER if w in present]:
         add(
             workload,
             f"{workload}: CPU used by other processes / stolen (% of a core)",
@@ -307,7 +481,7 @@ def build_rows(results: Results) -> list[Row]:
             None,
             None,
         )
-        if workload in ("fanout", "capacity"):
+        if workload != "selectivity":
             add(
                 workload,
                 f"{workload}: CPU used by other processes / stolen, by round (% of a core)",
@@ -332,15 +506,25 @@ def warnings(results: Results) -> list[str]:
 
 def describe(plans: dict[str, dict[str, Any]]) -> list[str]:
     """One line per workload saying its sizes."""
-    text = {
-        "fanout": "{subscribers} subscribers per target, {rounds} rounds of {events} events {interval_ms:g} ms apart "
+    fanout = (
+        "{subscribers} subscribers per target, {rounds} rounds of {events} events {interval_ms:g} ms apart "
         "alternating between the targets (each keeps its server and subscribers), latency from publish request to "
-        "receipt; verdict on the median of per-round p99 ratios",
+        "receipt; verdict on the p99 pooled over all rounds"
+    )
+    text = {
+        "fanout": fanout,
+        "fanout_5000": fanout,
         "capacity": "{subscribers} idle subscribers per target, {rounds} rounds alternating between the targets "
         "(fresh servers every round; memory and threads read after all got `connected`, then {events} events, then "
-        "they disconnect); verdict on the median of per-round connect-time ratios",
+        "they disconnect); verdict on the connect time pooled over all rounds (total over total)",
         "selectivity": "{subscribers} matching subscribers, {events} events {interval_ms:g} ms apart alone, then "
-        "again beside {extras} non-matching ones; {rounds} rounds",
+        "again beside {extras} non-matching ones; {rounds} rounds; verdict on the p99 slowdown pooled over all rounds",
+        "write_latency": "{subscribers} subscriber per target, {rounds} rounds of {events} writes (REST creates; the "
+        "reference's publish) {interval_ms:g} ms apart alternating between the targets: create -> receipt and server "
+        "CPU per write; verdicts on the p50 and p99 pooled over all rounds",
+        "write_throughput": "{subscribers} subscribers per target, {rounds} rounds of {duration:.3g} s alternating "
+        "between the targets, {writers} keep-alive writers each writing as soon as its last write answered: "
+        "accepted writes per second, every event delivered to every subscriber",
     }
     return [f"{w}: {text[w].format(**p, interval_ms=p['interval'] * 1000)}" for w, p in plans.items() if w in text]
 

@@ -161,7 +161,7 @@ class ServerProcess:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,  # the bench's main process starts no threads, so this is safe
+            preexec_fn=die_with_parent,  # safe: the bench starts servers while none of its threads run
         )
         try:
             self._wait_ready()

@@ -8,7 +8,6 @@ its `topic` is the one that subscriber asked for.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -19,9 +18,9 @@ from urllib.parse import quote
 
 import httpx
 
-from bench.fastcms_setup import USERNAME
+from bench.fastcms_setup import USERNAME, SetupError, create_superuser, setup_over_http
 from bench.loadgen import BenchError
-from bench.server import PROJECT_ROOT, base_env
+from bench.server import PROJECT_ROOT, ServerProcess, base_env
 
 SETUP_TIMEOUT = 300.0
 
@@ -123,7 +122,7 @@ class ReferenceTarget(Target):
 
 
 class FastCMSTarget(Target):
-    """`fastcms.asgi:application` on a fresh SQLite database prepared by `prepare()`.
+    """`fastcms.asgi:application` on a fresh SQLite database prepared by `prepare()` (commands and HTTP only).
 
     Subscribers are anonymous (the collections' list rule is `""`) on `/api/v1/realtime/<name>`,
     selective ones with `?query=topic="<value>"`; events are records created with
@@ -155,35 +154,26 @@ class FastCMSTarget(Target):
         )
 
     def prepare(self, workdir: Path) -> None:
-        """`migrate` a new SQLite file in `workdir`, then create the user, token and collections."""
+        """`migrate` a new SQLite file in `workdir` and create the staff user (commands); then, on a server
+        started for the purpose, sign in and create the collections over HTTP (`bench.fastcms_setup`)."""
         self.database = f"sqlite:///{workdir / 'fastcms.sqlite3'}"
         env = self.env()
         names = [self.collection, *(f"other_{k}" for k in range(self.other_collections))]
-        steps = [
-            ("migrate", [sys.executable, "manage.py", "migrate", "--noinput", "-v0"]),
-            ("setup", [sys.executable, "-m", "bench.fastcms_setup", *names]),
-        ]
-        output = ""
-        for label, command in steps:
-            try:
-                done = subprocess.run(
-                    command,
-                    cwd=PROJECT_ROOT,
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    timeout=SETUP_TIMEOUT,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise TargetUnavailable(f"fastcms: {label} did not finish within {SETUP_TIMEOUT:.0f} s") from exc
-            if done.returncode != 0:
-                raise TargetUnavailable(f"fastcms: {label} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-            output = done.stdout
+        command = [sys.executable, "manage.py", "migrate", "--noinput", "-v0"]
         try:
-            self.token = json.loads(output.strip().splitlines()[-1])["token"]
-        except (ValueError, IndexError, KeyError) as exc:
-            raise TargetUnavailable(f"fastcms: setup printed no token: {output[-500:]!r}") from exc
+            done = subprocess.run(
+                command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=SETUP_TIMEOUT, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise TargetUnavailable(f"fastcms: migrate did not finish within {SETUP_TIMEOUT:.0f} s") from exc
+        if done.returncode != 0:
+            raise TargetUnavailable(f"fastcms: migrate failed ({done.returncode}):\n{done.stderr[-2000:]}")
+        try:
+            create_superuser(env)
+            with ServerProcess(self.app, env, workdir / "fastcms-setup.log", self.ready_path) as server:
+                self.token = setup_over_http(server.base_url, names)
+        except (SetupError, BenchError) as exc:
+            raise TargetUnavailable(f"fastcms: {exc}") from exc
 
     def fanout_path(self) -> str:
         return f"/api/v1/realtime/{self.collection}"

@@ -1,9 +1,12 @@
-"""The three workloads of the performance targets (fan-out, capacity, selectivity), each on fresh servers.
+"""The real-time workloads of the performance targets (fan-out, capacity, selectivity), and what every
+workload shares: sessions (a fresh server, client workers, a publisher), CPU meters, delivery
+statistics and `alternate`, the rounds of an ALTERNATING workload (the write workloads are in
+`bench.writes`; `bench.catalog` names them all with their sizes).
 
 Selectivity runs against one target at a time. Fan-out and capacity run against every target at
 once (ALTERNATING) in rounds that alternate between the targets (only one target is measured at a
 time), so a burst of background load lands on both alike: fan-out keeps each target's server and
-subscribers across its rounds, capacity starts fresh servers for every round.
+subscribers across its rounds (`alternate`), capacity starts fresh servers for every round.
 
 A delivery's latency is its receipt time (`time.time()` in the client worker when the bytes
 arrived) minus the publisher's `time.time()` taken just before it sent the publish request: one
@@ -18,6 +21,7 @@ import os
 import statistics
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -42,27 +46,17 @@ MIN_ROUNDS = 3
 
 @dataclass(frozen=True)
 class Plan:
-    """Sizes of one workload. Selectivity: `subscribers` match, `extras` do not."""
+    """Sizes of one workload. Selectivity: `subscribers` match, `extras` do not. Writes: `writers`, `duration`."""
 
     subscribers: int
     events: int
     interval: float  # seconds between publishes
     extras: int = 0
     settle: float = 1.0  # least seconds of idling before reading the server's memory or publishing
-    rounds: int = 1  # selectivity: alone/crowded pairs; fanout, capacity: rounds per target, alternating targets
+    rounds: int = 1  # selectivity: alone/crowded pairs; the others: rounds per target, alternating targets
     budget: float = 0.0  # selectivity: seconds after which no new round starts once MIN_ROUNDS are done (0: none)
-
-
-FULL: dict[str, Plan] = {
-    "fanout": Plan(subscribers=1000, events=30, interval=0.1, rounds=3),
-    "capacity": Plan(subscribers=5000, events=3, interval=0.25, settle=2.0, rounds=3),
-    "selectivity": Plan(subscribers=10, events=400, interval=0.01, extras=5000, rounds=5, budget=180.0),
-}
-QUICK: dict[str, Plan] = {
-    "fanout": Plan(subscribers=50, events=5, interval=0.05, settle=0.5, rounds=2),
-    "capacity": Plan(subscribers=200, events=3, interval=0.1, settle=0.5, rounds=2),
-    "selectivity": Plan(subscribers=10, events=20, interval=0.02, extras=200, settle=0.5, rounds=2),
-}
+    writers: int = 0  # write_throughput: concurrent keep-alive writers
+    duration: float = 0.0  # write_throughput: seconds of writing per round
 
 
 def log(message: str) -> None:
@@ -267,16 +261,23 @@ class Session:
             self.expected[group] += count * len(sent)
         return sent
 
-    def wait(self, timeout: float = DRAIN_TIMEOUT) -> bool:
-        """Wait until every expected delivery has arrived (True) or `timeout` passed (False)."""
-        deadline = time.monotonic() + timeout
+    def wait(self, timeout: float = DRAIN_TIMEOUT, stall: float | None = None) -> bool:
+        """Wait until every expected delivery has arrived (True) or `timeout` passed (False); with `stall`,
+        also give up (False) once no delivery arrived for `stall` seconds."""
+        started = time.monotonic()
+        deadline = started + timeout
+        total, progress = -1, started
         while True:
             counts = self.pool.counts()
             if all(counts[group] >= n for group, n in self.expected.items()):
                 return True
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if sum(counts.values()) != total:
+                total, progress = sum(counts.values()), now
+            if now > deadline or (stall is not None and now - progress > stall):
                 log(
-                    f"  deliveries still missing after {timeout:.0f} s: have {dict(counts)}, want {dict(self.expected)}"
+                    f"  deliveries still missing after {now - started:.0f} s: have {dict(counts)}, "
+                    f"want {dict(self.expected)}"
                 )
                 return False
             time.sleep(0.1)
@@ -327,25 +328,36 @@ class Session:
             before = now
 
 
-class _FanoutSide:
-    """One target's part of the fan-out workload: its session (server, clients, subscribers) and its rounds."""
+class AlternatingSide(ABC):
+    """One target's part of an ALTERNATING workload: its session (server, clients, subscribers) and its rounds.
 
-    def __init__(self, target: Target) -> None:
+    `alternate` opens every target's side first, then runs round 1 of each in turn, round 2 of each,
+    and so on; each round appends its background CPU window to `windows`.
+    """
+
+    def __init__(self, target: Target, label: str) -> None:
         self.target = target
+        self.label = label
         self.session: Session | None = None
-        self.rounds: list[tuple[dict[int, float], CpuWindow]] = []  # per round: seq -> send time, background CPU
+        self.windows: list[CpuWindow] = []
         self._stack = contextlib.ExitStack()
 
     def open(self, plan: Plan, workdir: Path, processes: int) -> None:
-        """Start the server and connect `plan.subscribers` fan-out streams; memory before and after."""
-        self.session = session = self._stack.enter_context(Session(self.target, workdir, processes, "fanout"))
-        session.quiesce(0)
-        self.before = session.stats()
-        self.connected = session.connect("sub", [self.target.fanout_path()] * plan.subscribers)
-        connected = self.connected
-        log(f"  [{self.target.name}] {connected.connected} subscribers connected in {connected.seconds:.2f} s")
-        session.quiesce(plan.settle)
-        self.after = session.stats()
+        """Start the server (a Session), then `prepare`."""
+        self.session = self._stack.enter_context(Session(self.target, workdir, processes, self.label))
+        self.prepare(plan)
+
+    @abstractmethod
+    def prepare(self, plan: Plan) -> None:
+        """Set up what every round needs (subscribers, ...) on the started session."""
+
+    @abstractmethod
+    def run_round(self, plan: Plan, pids: Callable[[], Iterable[int]]) -> str:
+        """Measure one round, append its background CPU window to `windows`; return a line for the log."""
+
+    @abstractmethod
+    def result(self, plan: Plan) -> dict[str, Any]:
+        """This target's figures over every round (JSON-ready); must include `rounds` and `background_cpu`."""
 
     def pids(self) -> list[int]:
         return self.session.pids() if self.session is not None else []
@@ -355,66 +367,22 @@ class _FanoutSide:
         assert self.session is not None
         self.session.quiesce(least)
 
-    def publish_round(self, plan: Plan, pids: Callable[[], Iterable[int]]) -> CpuWindow:
-        """Publish the next `plan.events` events (seqs continue across rounds) and wait for their deliveries."""
-        assert self.session is not None
-        first = len(self.rounds) * plan.events
-        meter = CpuMeter(pids)
-        sent = self.session.publish(
-            range(first, first + plan.events), plan.interval, "all", {"sub": plan.subscribers, "warmup": 1}
-        )
-        self.session.wait()
-        window = meter.window()
-        self.rounds.append((sent, window))
-        return window
-
-    def result(self, plan: Plan) -> dict[str, Any]:
-        """Pooled delivery over every round, and each round's latency and background CPU."""
-        assert self.session is not None
-        results = self.session.pool.collect()
-        rounds = []
-        for number, (sent, window) in enumerate(self.rounds, 1):
-            stats = delivery_stats(results, "sub", sent)
-            rounds.append(
-                {
-                    "round": number,
-                    "delivered": stats["delivered"],
-                    "expected": stats["expected"],
-                    "latency_ms": stats["latency_ms"],
-                    "background_cpu": window.percent(),
-                }
-            )
-        everything = {seq: at for sent, _ in self.rounds for seq, at in sent.items()}
-        return {
-            "plan": asdict(plan),
-            "connect": connect_stats(self.connected),
-            "server": memory_stats(self.before, self.after, self.connected.connected),
-            "delivery": delivery_stats(results, "sub", everything),
-            "rounds": rounds,
-            "publish_request_ms": summary_ms(self.session.publish_seconds),
-            "background_cpu": sum((window for _, window in self.rounds), CpuWindow()).percent(),
-        }
-
     def close(self) -> None:
         self._stack.close()
 
 
-def fanout(targets: list[Target], plan: Plan, workdir: Path, processes: int) -> dict[str, dict[str, Any] | BenchError]:
-    """N subscribers per target; R rounds of M events, alternating between the targets: latency and delivery.
-
-    Every target gets its own server and subscribers, all started first and kept across rounds; then
-    round 1 of each target in turn, round 2 of each, and so on, so only one target's subscribers
-    receive at a time (the others idle, connected) and a burst of background load hits both
-    targets' rounds alike. Before each round every server is let go idle. The report compares
-    targets round by round (median of per-round p99 ratios) and pooled. A target that fails drops
-    out with its error (its processes stopped at once); the others go on. Returns, per target
-    name, its metrics or its error.
-    """
+def alternate(
+    make_side: Callable[[Target], AlternatingSide], targets: list[Target], plan: Plan, workdir: Path, processes: int
+) -> dict[str, dict[str, Any] | BenchError]:
+    """Run an ALTERNATING workload: every target's side opened first and kept, then `plan.rounds` rounds of
+    each target in turn (the others idle, and let go idle before each round). A target that fails drops
+    out with its error (its processes stopped at once); the others go on. Returns, per target name, its
+    metrics or its error."""
     outcome: dict[str, dict[str, Any] | BenchError] = {}
-    sides: list[_FanoutSide] = []
+    sides: list[AlternatingSide] = []
 
-    def drop(side: _FanoutSide, exc: BenchError) -> None:
-        log(f"  [{side.target.name}] fanout failed, dropping out after {len(side.rounds)} rounds: {exc}")
+    def drop(side: AlternatingSide, exc: BenchError) -> None:
+        log(f"  [{side.target.name}] {side.label} failed, dropping out after {len(side.windows)} rounds: {exc}")
         outcome[side.target.name] = exc
         sides.remove(side)
         side.close()
@@ -424,7 +392,7 @@ def fanout(targets: list[Target], plan: Plan, workdir: Path, processes: int) -> 
 
     try:
         for target in targets:
-            side = _FanoutSide(target)
+            side = make_side(target)
             sides.append(side)
             try:
                 side.open(plan, workdir, processes)
@@ -432,6 +400,8 @@ def fanout(targets: list[Target], plan: Plan, workdir: Path, processes: int) -> 
                 drop(side, exc)
         for number in range(1, plan.rounds + 1):
             for side in list(sides):
+                if side not in sides:
+                    continue  # dropped while another target was being measured
                 for other in [s for s in sides if s is not side]:
                     try:
                         other.quiesce(0)
@@ -439,12 +409,13 @@ def fanout(targets: list[Target], plan: Plan, workdir: Path, processes: int) -> 
                         drop(other, exc)
                 try:
                     side.quiesce(plan.settle)
-                    window = side.publish_round(plan, pids).percent()
+                    line = side.run_round(plan, pids)
                 except BenchError as exc:
                     drop(side, exc)
                     continue
+                window = side.windows[-1].percent()
                 log(
-                    f"  round {number} [{side.target.name}]: {plan.events} events published, CPU used by others "
+                    f"  round {number} [{side.target.name}]: {line}, CPU used by others "
                     f"{window['other']:.0f}%, stolen {window['steal']:.0f}%"
                 )
         for side in list(sides):
@@ -456,6 +427,80 @@ def fanout(targets: list[Target], plan: Plan, workdir: Path, processes: int) -> 
         for side in sides:
             side.close()
     return {target.name: outcome[target.name] for target in targets}
+
+
+class _FanoutSide(AlternatingSide):
+    """Fan-out: `plan.subscribers` streams kept across rounds; each round publishes `plan.events` events."""
+
+    def __init__(self, target: Target, label: str) -> None:
+        super().__init__(target, label)
+        self.sent: list[dict[int, float]] = []  # per round: seq -> send time
+
+    def prepare(self, plan: Plan) -> None:
+        """Connect `plan.subscribers` fan-out streams; memory before and after."""
+        assert self.session is not None
+        session = self.session
+        session.quiesce(0)
+        self.before = session.stats()
+        self.connected = session.connect("sub", [self.target.fanout_path()] * plan.subscribers)
+        connected = self.connected
+        log(f"  [{self.target.name}] {connected.connected} subscribers connected in {connected.seconds:.2f} s")
+        session.quiesce(plan.settle)
+        self.after = session.stats()
+
+    def run_round(self, plan: Plan, pids: Callable[[], Iterable[int]]) -> str:
+        """Publish the next `plan.events` events (seqs continue across rounds) and wait for their deliveries."""
+        assert self.session is not None
+        first = len(self.sent) * plan.events
+        meter = CpuMeter(pids)
+        sent = self.session.publish(
+            range(first, first + plan.events), plan.interval, "all", {"sub": plan.subscribers, "warmup": 1}
+        )
+        self.session.wait()
+        self.windows.append(meter.window())
+        self.sent.append(sent)
+        return f"{plan.events} events published"
+
+    def result(self, plan: Plan) -> dict[str, Any]:
+        """Pooled delivery over every round, and each round's latency and background CPU."""
+        assert self.session is not None
+        results = self.session.pool.collect()
+        rounds = []
+        for number, (sent, window) in enumerate(zip(self.sent, self.windows, strict=True), 1):
+            stats = delivery_stats(results, "sub", sent)
+            rounds.append(
+                {
+                    "round": number,
+                    "delivered": stats["delivered"],
+                    "expected": stats["expected"],
+                    "latency_ms": stats["latency_ms"],
+                    "background_cpu": window.percent(),
+                }
+            )
+        everything = {seq: at for sent in self.sent for seq, at in sent.items()}
+        return {
+            "plan": asdict(plan),
+            "connect": connect_stats(self.connected),
+            "server": memory_stats(self.before, self.after, self.connected.connected),
+            "delivery": delivery_stats(results, "sub", everything),
+            "rounds": rounds,
+            "publish_request_ms": summary_ms(self.session.publish_seconds),
+            "background_cpu": sum(self.windows, CpuWindow()).percent(),
+        }
+
+
+def fanout(
+    targets: list[Target], plan: Plan, workdir: Path, processes: int, label: str = "fanout"
+) -> dict[str, dict[str, Any] | BenchError]:
+    """N subscribers per target; R rounds of M events, alternating between the targets: latency and delivery.
+
+    Every target gets its own server and subscribers, all started first and kept across rounds; then
+    round 1 of each target in turn, round 2 of each, and so on (`alternate`), so only one target's
+    subscribers receive at a time (the others idle, connected) and a burst of background load hits
+    both targets' rounds alike. The report compares the targets' p99 pooled over all rounds (the
+    verdict) and round by round. Returns, per target name, its metrics or its error.
+    """
+    return alternate(lambda target: _FanoutSide(target, label), targets, plan, workdir, processes)
 
 
 def _capacity_round(
@@ -537,7 +582,7 @@ def capacity(
     The servers are stopped at the end of the round. Fresh servers, because memory freed by the
     last round's disconnects stays in the process and would be reused by the next round's
     connections (measured: 24 KB per connection in round 1, -0.1 in round 2 on the same server).
-    The report compares connect times round by round (median of per-round ratios) and pooled.
+    The report judges the pooled connect time (total over total) and shows each round's ratio beside it.
     A target that fails drops out with its error; the others go on. Returns, per target name,
     its metrics or its error.
     """
@@ -603,9 +648,9 @@ def selectivity(target: Target, plan: Plan, workdir: Path, processes: int) -> di
     """Latency to `subscribers` matching streams, alone and then beside `extras` streams that match nothing.
 
     Repeated `rounds` times (alone, connect the extras, crowded, close the extras), fewer (but at
-    least MIN_ROUNDS) when the next round would end past `budget` seconds. The headline
-    `slowdown_p99` is the median over rounds of each round's p99 ratio: a burst of background load
-    spoils one round, not the result. Pooled figures over all rounds are reported beside it.
+    least MIN_ROUNDS) when the next round would end past `budget` seconds. The verdict's figure is
+    `slowdown_p99_pooled`: the p99 over every round's deliveries with the extras over the p99 over
+    every round's deliveries alone; `slowdown_p99`, the median of each round's ratio, goes beside it.
     """
     with Session(target, workdir, processes, "selectivity") as session:
         # The matching subscribers get a client process of their own, the extras the others, so the
@@ -683,13 +728,3 @@ def selectivity(target: Target, plan: Plan, workdir: Path, processes: int) -> di
             "publish_request_ms": summary_ms(session.publish_seconds),
             "background_cpu": session.background_cpu(),
         }
-
-
-# A workload takes one target and returns its metrics; an ALTERNATING one takes every target at once
-# and returns, per target name, its metrics or the BenchError that stopped it.
-WORKLOADS: dict[str, Callable[..., Any]] = {
-    "fanout": fanout,
-    "capacity": capacity,
-    "selectivity": selectivity,
-}
-ALTERNATING = frozenset({"fanout", "capacity"})

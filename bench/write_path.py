@@ -16,9 +16,9 @@ fastcms_bench_write, created if missing) and `BENCH_REDIS_URL` (default redis://
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,13 +29,17 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.fastcms_setup import create_superuser, setup_over_http
+from bench.server import PROJECT_ROOT, ServerProcess, cpu_seconds
+from bench.workloads import percentile
+
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fastcms_bench_write")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CREATES = int(os.environ.get("BENCH_CREATES", "200"))
 PACE = 0.05
 TARGETS = {"memory": {"REDIS_URL": ""}, "outbox": {"REDIS_URL": REDIS_URL}}
+READY_PATH = "/api/v1/presence"
 
 
 def environment(extra: dict[str, str]) -> dict[str, str]:
@@ -54,7 +58,7 @@ def environment(extra: dict[str, str]) -> dict[str, str]:
 
 
 def prepare() -> str:
-    """Create the database if missing, migrate it, and return the bench user's token."""
+    """Create the database if missing, migrate it, create the staff user and (over HTTP) the collection; the token."""
     import psycopg
 
     name = DATABASE_URL.rsplit("/", 1)[1]
@@ -62,56 +66,26 @@ def prepare() -> str:
         if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             admin.execute(f'CREATE DATABASE "{name}"')
     env = environment({"REDIS_URL": ""})
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.fastcms_setup", "bench"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])["token"]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=PROJECT_ROOT, env=env, check=True)
+    create_superuser(env)
+    log = Path(tempfile.gettempdir()) / "bench-write-setup.log"
+    with ServerProcess("fastcms.asgi:application", env, log, READY_PATH) as server:
+        return setup_over_http(server.base_url, ["bench"])
 
 
 def run_round(name: str, token: str) -> dict[str, float]:
     """One server of target `name`: CREATES paced creates with one subscriber."""
-    port = free_port()
     log = Path(tempfile.gettempdir()) / f"bench-write-{name}.log"
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "fastcms.asgi:application", "--port", str(port)],
-            cwd=ROOT,
-            env=environment(TARGETS[name]),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            if server.poll() is not None:
-                raise RuntimeError(f"{name}: the server exited; see {log}")
-            try:
-                if httpx.get(f"{url}/api/v1/presence", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        received: dict[int, float] = {}
-        ready = threading.Event()
+    received: dict[int, float] = {}
+    ready = threading.Event()
+    with ServerProcess("fastcms.asgi:application", environment(TARGETS[name]), log, READY_PATH) as server:
+        url = server.base_url
 
         def listen() -> None:
-            with httpx.stream("GET", f"{url}/api/v1/realtime/bench", timeout=3600) as stream:
+            with (
+                contextlib.suppress(httpx.HTTPError),
+                httpx.stream("GET", f"{url}/api/v1/realtime/bench", timeout=3600) as stream,
+            ):
                 for line in stream.iter_lines():
                     if line.startswith("event: connected"):
                         ready.set()
@@ -119,7 +93,8 @@ def run_round(name: str, token: str) -> dict[str, float]:
                         seq = json.loads(line[6:])["data"]["seq"]
                         received[seq] = time.perf_counter()
 
-        threading.Thread(target=listen, daemon=True).start()
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
         ready.wait(10)
         headers = {"Authorization": f"Token {token}"}
         sent: dict[int, float] = {}
@@ -140,23 +115,17 @@ def run_round(name: str, token: str) -> dict[str, float]:
             while len([s for s in sent if s in received]) < CREATES and time.monotonic() < deadline:
                 time.sleep(0.05)
             cpu = cpu_seconds(server.pid) - cpu_before
-        delivery = [received[s] - sent[s] for s in sent if s in received]
-        return {
-            "create_p50_ms": percentile(latencies, 0.5) * 1000,
-            "create_p99_ms": percentile(latencies, 0.99) * 1000,
-            "receipt_p50_ms": percentile(delivery, 0.5) * 1000,
-            "receipt_p99_ms": percentile(delivery, 0.99) * 1000,
-            "delivered": len(delivery) / CREATES,
-            "cpu_ms_per_create": cpu / CREATES * 1000,
-        }
-    finally:
-        server.terminate()
-        server.wait(20)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+    listener.join(10)  # the stream ended with the server; no thread outlives the round
+    delivery = sorted(received[s] - sent[s] for s in sent if s in received)
+    latencies.sort()
+    return {
+        "create_p50_ms": percentile(latencies, 50) * 1000,
+        "create_p99_ms": percentile(latencies, 99) * 1000,
+        "receipt_p50_ms": percentile(delivery, 50) * 1000,
+        "receipt_p99_ms": percentile(delivery, 99) * 1000,
+        "delivered": len(delivery) / CREATES,
+        "cpu_ms_per_create": cpu / CREATES * 1000,
+    }
 
 
 def main() -> None:
