@@ -31,6 +31,7 @@ from realtime.events import (
     CollectionInfo,
     Event,
 )
+from realtime.flushing import FlushGate
 from realtime.handler import ABANDONED
 from realtime.heartbeat import HeartbeatWheel
 from realtime.registry import CollectionRegistry
@@ -71,6 +72,7 @@ class EventBus:
         self.closing = False
         self.tasks: list[asyncio.Task[Any]] = []
         self.heartbeats = HeartbeatWheel(self.subscribers)
+        self.flushes = FlushGate()  # streams with new frames, woken in rounds
         self.on_close: list[Callable[[Subscriber], None]] = []
         backend.attach(self._hand_to_loop, self._missed)
 
@@ -165,6 +167,14 @@ class EventBus:
         return self.collections.get(info.id) or info
 
     def dispatch(self, event: Event) -> None:
+        self._dispatch(event)
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            self.flushes.wake_now()
+        else:
+            self.flushes.schedule(loop)
+
+    def _dispatch(self, event: Event) -> None:
         if event.type != AUTH_REVOKED:  # internal: never a client's resume point
             self.cursor = event.id
         info = self._remember_schema(event)
@@ -226,7 +236,8 @@ class EventBus:
             if self.backend.id_key(event.id) <= sub.skip_until:
                 return
             sub.skip_until = None  # events arrive in id order: nothing later can be a copy
-        sub.push(event.frame(form, info), limit, max_bytes)
+        if sub.enqueue(event.frame(form, info), limit, max_bytes):
+            self.flushes.add(sub)
 
     def _dispatch_labelled(self, event: Event, info: CollectionInfo | None, limit: int, max_bytes: int) -> None:
         """Multiplexed streams: each gets the event once, naming every label it matched."""
@@ -237,7 +248,8 @@ class EventBus:
                 stream.backlog.append((event, frame))
             elif stream.skip_until is None or self.backend.id_key(event.id) > stream.skip_until:
                 stream.skip_until = None
-                stream.push(frame, limit, max_bytes)
+                if stream.enqueue(frame, limit, max_bytes):
+                    self.flushes.add(stream)
         if event.type == COLLECTION_DELETED and info is not None:
             # The deleted collection's labels end; a stream left with no label ends too.
             for label in self.labels.of_collection(info.id):

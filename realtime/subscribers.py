@@ -155,9 +155,15 @@ class Subscriber:
     # --- the queue: producers on the loop, one consumer (the stream) ---------------------------
 
     def push(self, frame: bytes, limit: int, max_bytes: int) -> None:
-        """Queue a frame; close the stream when `limit` frames or `max_bytes` bytes already wait."""
+        """Queue a frame and wake the stream to write it (see `enqueue`)."""
+        if self.enqueue(frame, limit, max_bytes):
+            self.wake()
+
+    def enqueue(self, frame: bytes, limit: int, max_bytes: int) -> bool:
+        """Queue a frame (True), without waking the stream; close the stream instead (False) when
+        `limit` frames or `max_bytes` bytes already wait."""
         if self.closed:
-            return
+            return False
         if len(self.queue) >= limit or (self.queue and self.queued_bytes + len(frame) > max_bytes):
             logger.info(
                 "stream %s closed: %d events (%d bytes) queued for a client that does not read",
@@ -166,10 +172,10 @@ class Subscriber:
                 self.queued_bytes,
             )
             self.close(OVERFLOW)
-            return
+            return False
         self.queue.append(frame)
         self.queued_bytes += len(frame)
-        self.wake()
+        return True
 
     def take(self) -> bytes:
         """The queued frames to write next: all of them, or CHUNK bytes' worth when more wait."""
