@@ -100,12 +100,24 @@ def sync_indexes(collection_id: str, specs: Iterable[FieldSpec]) -> None:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_KEY])
         wanted = wanted_indexes(collection_id, specs)
         existing = existing_index_names(collection_id)
-        with connection.cursor() as cursor:
-            # Drops first: once DROP INDEX holds the table's strongest lock, CREATE INDEX needs no other.
-            for name in sorted(existing - set(wanted)):
-                cursor.execute(f"DROP INDEX IF EXISTS {connection.ops.quote_name(name)}")
-            for name in sorted(set(wanted) - existing):
-                cursor.execute(_create_sql(wanted[name]))
+        statements = [
+            f"DROP INDEX IF EXISTS {connection.ops.quote_name(name)}" for name in sorted(existing - set(wanted))
+        ]
+        # Drops first: once DROP INDEX holds the table's strongest lock, CREATE INDEX needs no other.
+        statements += [_create_sql(wanted[name]) for name in sorted(set(wanted) - existing)]
+        if statements:
+            _run_ddl(statements)
+
+
+def _run_ddl(statements: list[str]) -> None:
+    if connection.vendor == "postgresql":
+        # PostgreSQL refuses DDL on a table with pending deferred checks (records written earlier in
+        # this transaction: Django's foreign keys are checked at commit). Run them now; they are
+        # deferred again afterwards (SET CONSTRAINTS ALL IMMEDIATE, then DEFERRED).
+        connection.check_constraints()
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
 
 
 def sync_for_definition(collection_id: str, fields: Any) -> None:
