@@ -94,6 +94,18 @@ def test_every_type_but_json_takes_indexed_and_gets_an_index(staff_api: APIClien
     assert index_names(collection.pk) == expected_names(collection)
 
 
+@pytest.mark.django_db
+def test_openapi_and_the_admin_editor_show_the_option(staff_api: APIClient, admin_client: Any) -> None:
+    fields = [field("price", "number", indexed=True), field("title", "text")]
+    assert staff_api.post(URL, {"name": "items", "fields": fields}, format="json").status_code == 201
+    response = staff_api.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    properties = response.json()["components"]["schemas"]["ItemsRecord"]["properties"]
+    assert "Indexed" in properties["price"]["description"]
+    assert "Indexed" not in properties["title"].get("description", "")
+    editor = admin_client.get("/admin/collections_app/collection/add/")
+    assert '{&quot;indexed&quot;: true}' in editor.content.decode()
+
+
 # --- the index follows the schema ----------------------------------------------------------------
 
 
