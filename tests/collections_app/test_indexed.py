@@ -4,6 +4,8 @@ used by the planner for the list's filters, ordering and count, never changing a
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -103,7 +105,7 @@ def test_openapi_and_the_admin_editor_show_the_option(staff_api: APIClient, admi
     assert "Indexed" in properties["price"]["description"]
     assert "Indexed" not in properties["title"].get("description", "")
     editor = admin_client.get("/admin/collections_app/collection/add/")
-    assert '{&quot;indexed&quot;: true}' in editor.content.decode()
+    assert "{&quot;indexed&quot;: true}" in editor.content.decode()
 
 
 # --- the index follows the schema ----------------------------------------------------------------
@@ -417,3 +419,63 @@ def same_results(rows: list[dict[str, Any]], query: str, ordering: list[str]) ->
 @given(rows=st.lists(record_data(), min_size=1, max_size=12), query=queries(), ordering=ORDERINGS)
 def test_indexes_never_change_what_a_list_returns(rows: list[Any], query: str, ordering: list[str]) -> None:
     same_results(rows, query, ordering)
+
+
+# --- locks ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_an_index_change_waits_for_an_open_record_insert_without_deadlock() -> None:
+    """A record insert locks the records table, then (its foreign key, checked at commit) the
+    collection's row; an index change takes the table before the row, so the two queue instead
+    of deadlocking."""
+    from collections_app import services
+
+    collection = services.collection_create(name="items", fields=[field("price", "number")])
+    inserted, release = threading.Event(), threading.Event()
+    outcomes: dict[str, str] = {}
+
+    def insert() -> None:
+        try:
+            with transaction.atomic():
+                services.record_create(collection=Collection.objects.get(pk=collection.pk), data={"price": 1})
+                inserted.set()
+                release.wait(30)
+            outcomes["insert"] = "ok"
+        except Exception as exc:
+            outcomes["insert"] = repr(exc)
+        finally:
+            connection.close()
+
+    def change() -> None:
+        try:
+            services.collection_update(
+                collection=Collection.objects.get(pk=collection.pk),
+                changes={"fields": [field("price", "number", indexed=True)]},
+            )
+            outcomes["change"] = "ok"
+        except Exception as exc:
+            outcomes["change"] = repr(exc)
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=insert)
+    writer.start()
+    assert inserted.wait(30)
+    changer = threading.Thread(target=change)
+    changer.start()
+    with connection.cursor() as cursor:  # until the change waits for the insert's lock
+        for _ in range(300):
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                break
+            time.sleep(0.05)
+    release.set()
+    writer.join(60)
+    changer.join(60)
+    assert outcomes == {"insert": "ok", "change": "ok"}
+    assert len(index_names(collection.pk)) == 1
+    assert Record.objects.filter(collection=collection).count() == 1
