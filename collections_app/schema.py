@@ -312,8 +312,8 @@ class FieldSpec:
 
     @property
     def value_options(self) -> dict[str, Any]:
-        """The options that constrain values (all but `indexed`): when only the others change,
-        stored values need no re-validation."""
+        """The options that constrain values (all but `indexed`): a change of `indexed` alone
+        needs no re-validation of stored values."""
         return {key: value for key, value in self.options.items() if key not in LOOKUP_OPTIONS}
 
     def as_dict(self) -> dict[str, Any]:
