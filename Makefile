@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format bench bench-write clean
+.PHONY: run test lint format bench bench-write bench-indexed clean
 
 $(BIN)/.runtime: requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench: $(BIN)/.dev
 # What the Redis backend's outbox costs a REST create (needs PostgreSQL and Redis).
 bench-write: $(BIN)/.dev
 	$(BIN)/python -m bench.write_path
+
+# A range-filtered, ordered list of 1,000,000 records with and without `indexed` (needs PostgreSQL).
+bench-indexed: $(BIN)/.dev
+	$(BIN)/python -m bench.indexed
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .hypothesis

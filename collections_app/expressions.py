@@ -2,11 +2,18 @@
 
 Each extraction is guarded by the JSON type of the value, so a value of another type reads as
 NULL (exactly what the in-memory predicate does) instead of being cast, compared as JSON text or
-raising a database error. Keys are always bound parameters.
+raising a database error.
+
+A key that is a field name (`[a-z][a-z0-9_]*`, as the schema validates them) is written into the
+SQL as a literal, so the SQL of a field is the same text in every query: an expression index on
+a field (`collections_app.indexes`) compiles these same expressions, and SQLite only uses such an
+index when the query's expression is the index's, literal for literal (a bound parameter never
+matches). Any other key is a bound parameter.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.db import NotSupportedError
@@ -14,6 +21,8 @@ from django.db.models import BooleanField, Expression, F, FloatField, Func, Text
 
 ASCII_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 ASCII_LOWER = ASCII_UPPER.lower()
+# Keys written into SQL as literals: nothing that could end or escape a quoted string.
+LITERAL_KEY_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 class JsonKey(Expression):
@@ -39,11 +48,14 @@ class JsonKey(Expression):
 
     def _render(self, template: str, compiler: Any, key_param: str) -> tuple[str, list[Any]]:
         column_sql, column_params = compiler.compile(self.source)
+        inline_key = LITERAL_KEY_RE.fullmatch(self.key) is not None
         sql_parts: list[str] = []
         params: list[Any] = []
         # Substitute in order of appearance so the parameters line up with their placeholders.
         for chunk in template.replace("{key}", "\0key\0").replace("{col}", "\0col\0").split("\0"):
-            if chunk == "key":
+            if chunk == "key" and inline_key:
+                sql_parts.append(f"'{key_param}'")
+            elif chunk == "key":
                 sql_parts.append("%s")
                 params.append(key_param)
             elif chunk == "col":

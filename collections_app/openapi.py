@@ -154,6 +154,10 @@ def field_schema(spec: FieldSpec) -> dict[str, Any]:
         schema["description"] = (schema.get("description", "") + " Unique.").strip()
     if spec.hidden:
         schema["description"] = (schema.get("description", "") + " Hidden: only staff see it.").strip()
+    if spec.indexed:
+        schema["description"] = (
+            schema.get("description", "") + " Indexed: filters and ordering on it are fast."
+        ).strip()
     return schema
 
 

@@ -251,30 +251,35 @@ def _normalize_reference(value: Any) -> str:
     return normalize_text(value)
 
 
+# `indexed`: the field's comparisons and ordering use a database index (collections_app.indexes).
+# It says how values are looked up, not which values are valid. Every type but json takes it.
+INDEXED = {"indexed": _opt_bool}
+LOOKUP_OPTIONS = frozenset(INDEXED)
+
 FIELD_TYPES: dict[str, FieldType] = {
     t.name: t
     for t in (
         FieldType(
             "text",
             TEXT,
-            {"min_length": _opt_int(0), "max_length": _opt_int(1), "pattern": _opt_pattern},
+            {"min_length": _opt_int(0), "max_length": _opt_int(1), "pattern": _opt_pattern, **INDEXED},
             normalize_text,
         ),
         FieldType(
             "number",
             NUMBER,
-            {"min": normalize_number, "max": normalize_number, "integer": _opt_bool},
+            {"min": normalize_number, "max": normalize_number, "integer": _opt_bool, **INDEXED},
             normalize_number,
         ),
-        FieldType("bool", BOOL, {}, _normalize_bool),
-        FieldType("email", TEXT, {}, _normalize_email),
-        FieldType("url", TEXT, {}, _normalize_url),
-        FieldType("date", DATE, {}, normalize_date),
-        FieldType("datetime", DATETIME, {}, normalize_datetime),
-        FieldType("select", TEXT, {"values": _opt_values}, normalize_text),
+        FieldType("bool", BOOL, {**INDEXED}, _normalize_bool),
+        FieldType("email", TEXT, {**INDEXED}, _normalize_email),
+        FieldType("url", TEXT, {**INDEXED}, _normalize_url),
+        FieldType("date", DATE, {**INDEXED}, normalize_date),
+        FieldType("datetime", DATETIME, {**INDEXED}, normalize_datetime),
+        FieldType("select", TEXT, {"values": _opt_values, **INDEXED}, normalize_text),
         FieldType("json", JSON, {}, _normalize_json),
-        FieldType("relation", TEXT, {"collection": _opt_collection}, normalize_text),
-        FieldType("user", TEXT, {}, _normalize_reference),
+        FieldType("relation", TEXT, {"collection": _opt_collection, **INDEXED}, normalize_text),
+        FieldType("user", TEXT, {**INDEXED}, _normalize_reference),
     )
 }
 REQUIRED_OPTIONS = {"select": ("values",), "relation": ("collection",)}
@@ -299,6 +304,17 @@ class FieldSpec:
     def is_column(self) -> bool:
         """System fields live in model columns; the others in `Record.data`."""
         return False
+
+    @property
+    def indexed(self) -> bool:
+        """Whether the database keeps an index on this field's values (the `indexed` option)."""
+        return self.options.get("indexed") is True
+
+    @property
+    def value_options(self) -> dict[str, Any]:
+        """The options that constrain values (all but `indexed`): a change of `indexed` alone
+        needs no re-validation of stored values."""
+        return {key: value for key, value in self.options.items() if key not in LOOKUP_OPTIONS}
 
     def as_dict(self) -> dict[str, Any]:
         return {

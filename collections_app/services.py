@@ -25,7 +25,7 @@ from django.http import Http404
 from django.utils import timezone
 from rest_framework import serializers
 
-from collections_app import signals
+from collections_app import indexes, signals
 from collections_app.models import RULE_NAMES, Collection, Record, UniqueValue
 from collections_app.rules import rule_condition, validate_rules
 from collections_app.schema import FieldSpec, FieldValueError, check_name, check_value, parse_fields, unique_key
@@ -115,6 +115,7 @@ def collection_create(
     specs = collection_check(collection=None, name=name, fields=[] if fields is None else fields, rules=rules)
     collection = Collection(name=name, fields=[s.as_dict() for s in specs], **rules)
     collection.save()
+    indexes.sync_indexes(collection.pk, specs)
     return collection
 
 
@@ -127,6 +128,8 @@ def collection_update(*, collection: Collection, changes: Mapping[str, Any]) -> 
     unknown = set(changes) - {"name", "fields", *RULE_NAMES}
     if unknown:
         raise ValidationError({key: ["Unknown key."] for key in sorted(unknown)})
+    if "fields" in changes:  # before the row lock (see collections_app.indexes); a refusal rolls it back
+        indexes.sync_for_definition(collection.pk, changes["fields"])
     locked = Collection.objects.select_for_update().get(pk=collection.pk)
     name = changes.get("name", locked.name)
     fields = changes.get("fields", locked.fields)
@@ -149,8 +152,8 @@ def _changed_specs(old: list[FieldSpec], new: list[FieldSpec]) -> list[FieldSpec
         s
         for s in new
         if s.name not in before
-        or (before[s.name].type, dict(before[s.name].options), before[s.name].required)
-        != (s.type, dict(s.options), s.required)
+        or (before[s.name].type, before[s.name].value_options, before[s.name].required)
+        != (s.type, s.value_options, s.required)
     ]
 
 
@@ -247,6 +250,7 @@ def collection_delete(*, collection: Collection) -> None:
     """Delete a collection and its records; one `collection.deleted` event, none per record."""
     if users := _relation_sources(collection.name):
         raise ValidationError({"detail": [f"Relation fields point to this collection: {', '.join(users)}."]})
+    indexes.drop_indexes(collection.pk)
     # Raw deletes send no per-record signals (and skip loading every record into memory).
     UniqueValue.objects.filter(collection=collection)._raw_delete(UniqueValue.objects.db)
     Record.objects.filter(collection=collection)._raw_delete(Record.objects.db)

@@ -25,6 +25,7 @@ OPTION_HINTS = {
     "number": '{"min": 0, "max": 100, "integer": true}',
     "select": '{"values": ["draft", "published"]}',
     "relation": '{"collection": "posts"}',
+    "any type but json": '{"indexed": true}',
 }
 
 
