@@ -8,6 +8,7 @@ from django.contrib.auth import authenticate
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
+from django.template import loader
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -106,6 +107,14 @@ class RecordFilterBackend(DjangoFilterBackend):
         queryset = super().filter_queryset(request, queryset, view)
         ordering = request.query_params.get("ordering", "created")
         return queryset.order_by(*filters.ordering_expressions(collection, ordering, show_hidden=show_hidden))
+
+    def to_html(self, request: Request, queryset: QuerySet, view: Any) -> str | None:
+        """The browsable API's filter form, with every filter of the schema."""
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is None:
+            return None
+        filterset = filterset_class(data=request.query_params, queryset=queryset, request=request, full=True)
+        return loader.get_template(self.template).render({"filter": filterset}, request)
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         return []
