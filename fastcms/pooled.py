@@ -27,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import io
 import logging
 import os
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -121,6 +123,37 @@ class PooledRequestHandler(ASGIHandler):
             if self.handled_bytes >= GARBAGE_BYTES:
                 self.handled_bytes = 0
                 gc.collect()
+
+    async def read_body(self, receive: Receive) -> IO[bytes]:
+        """The request body: in memory up to FILE_UPLOAD_MAX_MEMORY_SIZE, spooled to disk beyond
+        (as Django's handler does, without making a spooled file for the small bodies of almost
+        every request)."""
+        chunks: list[bytes] = []
+        size = 0
+        limit = settings.FILE_UPLOAD_MAX_MEMORY_SIZE
+        spooled: IO[bytes] | None = None
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if spooled is not None:
+                    spooled.close()
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            if spooled is not None:
+                spooled.write(chunk)
+            elif chunk:
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    spooled = tempfile.SpooledTemporaryFile(max_size=limit, mode="w+b")
+                    spooled.write(b"".join(chunks))
+                    chunks.clear()
+            if not message.get("more_body", False):
+                break
+        if spooled is not None:
+            spooled.seek(0)
+            return spooled
+        return io.BytesIO(b"".join(chunks))
 
     def respond(self, scope: Scope, body: IO[bytes]) -> HttpResponse:
         """The request's sync work, in a pool thread: signals, middleware, view, rendering.

@@ -14,9 +14,14 @@ from fastcms.pooled import PooledRequestHandler
 
 
 async def call(
-    app: Any, method: str, path: str, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None
+    app: Any,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    chunk: int | None = None,
 ) -> tuple[int, dict[bytes, bytes], bytes]:
-    """One request through an ASGI app; (status, headers, body)."""
+    """One request through an ASGI app (its body in messages of `chunk` bytes); (status, headers, body)."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -36,7 +41,9 @@ async def call(
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
     }
-    incoming = [{"type": "http.request", "body": body, "more_body": False}]
+    step = chunk or max(len(body), 1)
+    parts = [body[i : i + step] for i in range(0, len(body), step)] or [b""]
+    incoming = [{"type": "http.request", "body": part, "more_body": n < len(parts) - 1} for n, part in enumerate(parts)]
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -126,3 +133,32 @@ def test_async_views_run_on_the_servers_loop(handler: Any) -> None:
     assert status == 200
     assert json.loads(body) == {"users": [], "count": 0}
     assert bus_loop is loop  # the view did not bind the bus to a loop of its own
+
+
+def test_bodies_arrive_whole_in_memory_or_spooled_and_the_size_limit_holds(
+    handler: Any, staff: Any, settings: Any
+) -> None:
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=staff).key
+    auth = [(b"authorization", f"Token {token}".encode())]
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1000  # bodies beyond it are spooled
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 50_000
+    fields = [{"name": "title", "type": "text"}]
+    small = json.dumps({"name": "small", "fields": fields}).encode()
+    spooled = json.dumps({"name": "spooled", "fields": fields, "list_rule": " " * 1500 + 'title = "x"'}).encode()
+    too_large = json.dumps({"name": "huge", "fields": fields, "list_rule": "x" * 60_000}).encode()
+
+    async def run() -> list[tuple[int, dict[bytes, bytes], bytes]]:
+        return [
+            await call(handler, "POST", "/api/v1/collections/", small, auth, chunk=7),
+            await call(handler, "POST", "/api/v1/collections/", spooled, auth, chunk=999),
+            await call(handler, "POST", "/api/v1/collections/", too_large, auth, chunk=4096),
+        ]
+
+    made_small, made_spooled, refused = asyncio.run(run())
+    assert made_small[0] == 201, made_small
+    assert made_spooled[0] == 201, made_spooled
+    assert json.loads(made_spooled[2])["list_rule"].strip() == 'title = "x"'
+    assert refused[0] == 413
+    assert json.loads(refused[2])["code"] == "request_too_large"
