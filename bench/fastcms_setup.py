@@ -56,6 +56,25 @@ def create_superuser(env: dict[str, str], cwd: Path = PROJECT_ROOT, timeout: flo
         raise SetupError(f"createsuperuser did not finish within {timeout:.0f} s") from exc
     if done.returncode != 0 and "already taken" not in done.stderr:
         raise SetupError(f"createsuperuser failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    if done.returncode != 0:  # made by an earlier run, perhaps with another password: set this one
+        reset = (
+            "from django.contrib.auth import get_user_model\n"
+            f"user = get_user_model().objects.get(username={USERNAME!r})\n"
+            f"user.set_password({PASSWORD!r})\n"
+            "user.is_staff = user.is_superuser = user.is_active = True\n"
+            "user.save()\n"
+        )
+        again = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", reset],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if again.returncode != 0:
+            raise SetupError(f"could not reset the password of {USERNAME}:\n{again.stderr[-2000:]}")
 
 
 def sign_in(client: httpx.Client) -> str:
