@@ -18,7 +18,6 @@ postgres://postgres@127.0.0.1:5432/fastcms_bench_indexed, created if missing); `
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import socket
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench.fastcms_setup import create_superuser, setup_over_http
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fastcms_bench_indexed")
@@ -50,8 +51,8 @@ ENVIRONMENT = {
 }
 
 
-def prepare() -> str:
-    """Create the database if missing, migrate it, and return the bench user's token."""
+def prepare() -> None:
+    """Create the database if missing, migrate it, and make the bench user."""
     import psycopg
 
     name = DATABASE_URL.rsplit("/", 1)[1]
@@ -60,10 +61,7 @@ def prepare() -> str:
             admin.execute(f'CREATE DATABASE "{name}"')
     env = {**os.environ, **ENVIRONMENT}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.fastcms_setup"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])["token"]
+    create_superuser(env, cwd=ROOT)
 
 
 def fill(collection_id: str) -> None:
@@ -182,13 +180,14 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def main() -> None:
-    token = prepare()
+    prepare()
     os.environ.update(ENVIRONMENT)
     sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
     server, url = start_server()
+    token = setup_over_http(url, [])
     rng = random.Random(20260101)
     try:
         with httpx.Client(base_url=url, headers={"Authorization": f"Token {token}"}, timeout=120) as api:
