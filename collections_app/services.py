@@ -29,7 +29,7 @@ from collections_app import indexes, signals
 from collections_app.models import RULE_NAMES, Collection, Record, UniqueValue
 from collections_app.rules import rule_condition, validate_rules
 from collections_app.schema import FieldSpec, FieldValueError, check_name, check_value, parse_fields, unique_key
-from collections_app.serializers import RecordSerializer, check_required
+from collections_app.serializers import ValidatingRecordSerializer, check_required
 
 MAX_REPORTED = 5
 
@@ -268,7 +268,7 @@ def _django_error(exc: serializers.ValidationError) -> ValidationError:
 
 def validate_record_values(collection: Collection, data: Any, *, partial: bool) -> dict[str, Any]:
     """Field values of a request body checked against the schema (ValidationError if bad)."""
-    serializer = RecordSerializer(data=data, partial=partial, context={"collection": collection})
+    serializer = ValidatingRecordSerializer(data=data, partial=partial, context={"collection": collection})
     if not serializer.is_valid():
         raise _django_error(serializers.ValidationError(serializer.errors))
     return dict(serializer.validated_data)
