@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any
 
 from bench.workloads import MIN_ROUNDS, Plan, capacity, fanout, selectivity
-from bench.writes import write_latency, write_throughput
+from bench.writes import write_latency, write_sustained, write_throughput
 
 FULL: dict[str, Plan] = {
     "fanout": Plan(subscribers=1000, events=30, interval=0.1, rounds=MIN_ROUNDS),
@@ -21,6 +21,7 @@ FULL: dict[str, Plan] = {
     "selectivity": Plan(subscribers=10, events=400, interval=0.01, extras=5000, rounds=5, budget=180.0),
     "write_latency": Plan(subscribers=1, events=200, interval=0.05, rounds=MIN_ROUNDS),
     "write_throughput": Plan(subscribers=1000, events=0, interval=0.0, writers=8, duration=10.0, rounds=MIN_ROUNDS),
+    "write_sustained": Plan(subscribers=1, events=0, interval=0.0, writers=1, duration=5.0, rounds=MIN_ROUNDS),
 }
 QUICK: dict[str, Plan] = {
     "fanout": Plan(subscribers=50, events=5, interval=0.05, settle=0.5, rounds=MIN_ROUNDS),
@@ -31,6 +32,9 @@ QUICK: dict[str, Plan] = {
     "write_throughput": Plan(
         subscribers=50, events=0, interval=0.0, writers=4, duration=5 / MIN_ROUNDS, settle=0.5, rounds=MIN_ROUNDS
     ),
+    "write_sustained": Plan(
+        subscribers=1, events=0, interval=0.0, writers=1, duration=3 / MIN_ROUNDS, settle=0.5, rounds=MIN_ROUNDS
+    ),
 }
 
 WORKLOADS: dict[str, Callable[..., Any]] = {
@@ -40,5 +44,6 @@ WORKLOADS: dict[str, Callable[..., Any]] = {
     "selectivity": selectivity,
     "write_latency": write_latency,
     "write_throughput": write_throughput,
+    "write_sustained": write_sustained,
 }
-ALTERNATING = frozenset({"fanout", "fanout_5000", "capacity", "write_latency", "write_throughput"})
+ALTERNATING = frozenset({"fanout", "fanout_5000", "capacity", "write_latency", "write_throughput", "write_sustained"})

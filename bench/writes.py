@@ -209,8 +209,8 @@ class _WriteLatencySide(AlternatingSide):
 class _WriteThroughputSide(AlternatingSide):
     """write_throughput for one target: `plan.subscribers` kept across rounds, back-to-back writers each round."""
 
-    def __init__(self, target: Target) -> None:
-        super().__init__(target, "write_throughput")
+    def __init__(self, target: Target, label: str = "write_throughput") -> None:
+        super().__init__(target, label)
         self.seqs = itertools.count()
         self.rounds: list[dict[str, Any]] = []
         self.summaries: list[DeliverySummary] = []
@@ -307,3 +307,11 @@ def write_throughput(
     """Back-to-back writers with many subscribers, rounds alternating between the targets: accepted writes
     per second, every event delivered, latency, server CPU per write. Per target name, its metrics or its error."""
     return alternate(_WriteThroughputSide, targets, plan, workdir, processes)
+
+
+def write_sustained(
+    targets: list[Target], plan: Plan, workdir: Path, processes: int
+) -> dict[str, dict[str, Any] | BenchError]:
+    """write_throughput's measurement with one subscriber and one back-to-back writer: the server CPU a write
+    costs when writes keep the worker busy (write_latency's paced writes each find it idle and cold)."""
+    return alternate(lambda target: _WriteThroughputSide(target, "write_sustained"), targets, plan, workdir, processes)
