@@ -70,15 +70,21 @@ class Application:
 
 
 def tune_garbage_collector() -> None:
-    """Fewer, cheaper collections for a server holding thousands of long-lived stream objects.
+    """Rare collections of the old generations, short ones of the young, for a server holding
+    thousands of long-lived stream objects.
 
     Measured: with the default thresholds, collections walking the live streams took about a fifth
     of the time spent opening streams. What exists at startup (modules, settings, URL patterns)
-    never becomes garbage, so it is frozen out of every collection; young objects are collected
-    after 20,000 allocations instead of 700 (reference counting frees almost everything anyway).
+    never becomes garbage, so it is frozen out of every collection. Young objects are collected
+    after 2,000 allocations (700 by default): each such collection walks at most that many
+    objects, so it stays short (at 20,000 they added about a third to a REST create's p99); the
+    middle generation after 50 of those and the oldest after 100 of those (about 10 million
+    allocations), so collections that walk the live streams stay rare. Measured against 20,000 /
+    20 / 20: create -> receipt p99 9.1 -> 7.0 ms, 5,000 streams connected 1.49x -> 1.27x the
+    reference's time.
     """
     gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
+    gc.set_threshold(2_000, 50, 100)
 
 
 def begin_shutdown(loop: asyncio.AbstractEventLoop) -> None:
