@@ -14,6 +14,7 @@ No Django import here: the bench sees FastCMS only from the outside, like any cl
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,35 @@ TIMEOUT = 300.0
 
 class SetupError(Exception):
     """A set-up step failed; the message says which and what the server or command answered."""
+
+
+def server_environment(database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a FastCMS server (and its `manage.py` commands) on `database_url`: this
+    process's environment, DEBUG off, no `.env`, quiet logs, then `extra`."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "fastcms.settings",
+        "FASTCMS_ENV_FILE": "/nonexistent",
+        "DATABASE_URL": database_url,
+        "DEBUG": "false",
+        "SECRET_KEY": "bench",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def prepare_postgres(env: dict[str, str], cwd: Path = PROJECT_ROOT) -> None:
+    """Create `env`'s PostgreSQL database if missing, migrate it and make the bench user."""
+    import psycopg
+
+    url = env["DATABASE_URL"]
+    server, name = url.rsplit("/", 1)
+    with psycopg.connect(server + "/postgres", autocommit=True) as admin:
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            admin.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=cwd, env=env, check=True)
+    create_superuser(env, cwd=cwd)
 
 
 def create_superuser(env: dict[str, str], cwd: Path = PROJECT_ROOT, timeout: float = TIMEOUT) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from bench.fastcms_setup import create_superuser, setup_over_http
+from bench.fastcms_setup import prepare_postgres, server_environment, setup_over_http
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fastcms_bench_indexed")
@@ -39,29 +39,12 @@ REQUESTS = int(os.environ.get("BENCH_REQUESTS", "200"))
 NAME = "priced"
 WIDTH = 3  # price >= X && price < X + WIDTH: 30 records at 10 prices per unit
 FIELDS: list[dict[str, Any]] = [{"name": "price", "type": "number"}, {"name": "title", "type": "text"}]
-ENVIRONMENT = {
-    "DJANGO_SETTINGS_MODULE": "fastcms.settings",
-    "FASTCMS_ENV_FILE": "/nonexistent",
-    "DATABASE_URL": DATABASE_URL,
-    "DEBUG": "false",
-    "SECRET_KEY": "bench",
-    "ALLOWED_HOSTS": "127.0.0.1",
-    "LOG_LEVEL": "WARNING",
-    "REDIS_URL": "",
-}
+ENVIRONMENT = server_environment(DATABASE_URL, REDIS_URL="")
 
 
 def prepare() -> None:
     """Create the database if missing, migrate it, and make the bench user."""
-    import psycopg
-
-    name = DATABASE_URL.rsplit("/", 1)[1]
-    with psycopg.connect(DATABASE_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            admin.execute(f'CREATE DATABASE "{name}"')
-    env = {**os.environ, **ENVIRONMENT}
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    create_superuser(env, cwd=ROOT)
+    prepare_postgres(ENVIRONMENT, cwd=ROOT)
 
 
 def fill(collection_id: str) -> None:
@@ -103,7 +86,7 @@ def start_server() -> tuple[subprocess.Popen[bytes], str]:
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "fastcms.asgi:application", "--port", str(port)],
             cwd=ROOT,
-            env={**os.environ, **ENVIRONMENT},
+            env=ENVIRONMENT,
             stdout=output,
             stderr=subprocess.STDOUT,
         )

@@ -223,6 +223,41 @@ def _write_latency_rows(results: Results, add: Callable[..., None], full_deliver
     )
 
 
+def _latency_row(results: Results, add: Callable[..., None], name: str, metric: str, pct: str) -> None:
+    """A delivery latency percentile pooled over rounds, with its FastCMS/reference ratio (no verdict)."""
+    add(
+        name,
+        metric,
+        "",
+        lambda m: f"{m['delivery']['latency_ms'][pct]:.1f}",
+        _ratio(
+            _get(results, PRODUCT, name, "delivery", "latency_ms", pct),
+            _get(results, REFERENCE, name, "delivery", "latency_ms", pct),
+        ),
+        None,
+    )
+
+
+def _complete(results: Results, name: str) -> bool | None:
+    """Whether every accepted write reached every subscriber once (None: no figures)."""
+    delivery = _get(results, PRODUCT, name, "delivery")
+    return None if delivery is None else delivery["missing"] == 0 and delivery["duplicates"] == 0
+
+
+def _delivered_row(results: Results, add: Callable[..., None], name: str) -> None:
+    add(
+        name,
+        f"{name}: delivered (missing / duplicates), all rounds",
+        "100% (0 / 0)",
+        lambda m: (
+            f"{m['delivery']['delivered']}/{m['delivery']['expected']} ({m['delivery']['delivered_pct']:g}%) "
+            f"({m['delivery']['missing']} / {m['delivery']['duplicates']})"
+        ),
+        None,
+        _complete(results, name),
+    )
+
+
 def _write_sustained_rows(results: Results, add: Callable[..., None]) -> None:
     """Informational: the CPU per write with the worker kept busy (the write_latency verdict stands)."""
     name = "write_sustained"
@@ -249,27 +284,13 @@ def _write_sustained_rows(results: Results, add: Callable[..., None]) -> None:
         _ratio(cpu, _get(results, REFERENCE, name, "server_cpu_ms_per_write")),
         None,
     )
-    add(
-        name,
-        f"{name}: delivered (missing / duplicates), all rounds",
-        "100% (0 / 0)",
-        lambda m: (
-            f"{m['delivery']['delivered']}/{m['delivery']['expected']} ({m['delivery']['delivered_pct']:g}%) "
-            f"({m['delivery']['missing']} / {m['delivery']['duplicates']})"
-        ),
-        None,
-        None
-        if _get(results, PRODUCT, name, "delivery") is None
-        else _get(results, PRODUCT, name, "delivery", "missing") == 0
-        and _get(results, PRODUCT, name, "delivery", "duplicates") == 0,
-    )
+    _delivered_row(results, add, name)
 
 
 def _write_throughput_rows(results: Results, add: Callable[..., None]) -> None:
     name = "write_throughput"
     rate = _get(results, PRODUCT, name, "writes_per_second")
-    delivery = _get(results, PRODUCT, name, "delivery")
-    complete = None if delivery is None else delivery["missing"] == 0 and delivery["duplicates"] == 0
+    complete = _complete(results, name)
     add(
         name,
         f"{name}: accepted writes per second, all rounds (by round)",
@@ -281,17 +302,7 @@ def _write_throughput_rows(results: Results, add: Callable[..., None]) -> None:
         None if rate is None else rate >= WRITES_PER_SECOND and bool(complete),
         timed=True,
     )
-    add(
-        name,
-        f"{name}: delivered (missing / duplicates), all rounds",
-        "100% (0 / 0)",
-        lambda m: (
-            f"{m['delivery']['delivered']}/{m['delivery']['expected']} ({m['delivery']['delivered_pct']:g}%) "
-            f"({m['delivery']['missing']} / {m['delivery']['duplicates']})"
-        ),
-        None,
-        complete,
-    )
+    _delivered_row(results, add, name)
     add(
         name,
         f"{name}: streams that ended early / writes refused",
@@ -301,17 +312,7 @@ def _write_throughput_rows(results: Results, add: Callable[..., None]) -> None:
         None,
     )
     for pct in ("p50", "p99"):
-        add(
-            name,
-            f"{name}: create -> receipt {pct}, pooled (ms)",
-            "",
-            lambda m, pct=pct: f"{m['delivery']['latency_ms'][pct]:.1f}",
-            _ratio(
-                _get(results, PRODUCT, name, "delivery", "latency_ms", pct),
-                _get(results, REFERENCE, name, "delivery", "latency_ms", pct),
-            ),
-            None,
-        )
+        _latency_row(results, add, name, f"{name}: create -> receipt {pct}, pooled (ms)", pct)
     add(
         name,
         f"{name}: the write's response time p50 / p99 (ms)",
@@ -384,17 +385,7 @@ def build_rows(results: Results) -> list[Row]:
         for pct in ("p50", "p95", "p99", "max"):
             if pct == "p99":
                 continue  # its own row below, with the verdict
-            add(
-                name,
-                f"{name}: latency {pct}, pooled over rounds (ms)",
-                "",
-                lambda m, pct=pct: f"{m['delivery']['latency_ms'][pct]:.1f}",
-                _ratio(
-                    _get(results, PRODUCT, name, "delivery", "latency_ms", pct),
-                    _get(results, REFERENCE, name, "delivery", "latency_ms", pct),
-                ),
-                None,
-            )
+            _latency_row(results, add, name, f"{name}: latency {pct}, pooled over rounds (ms)", pct)
         fan = fanout_ratios(results, name)
         add(
             name,

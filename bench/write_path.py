@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,8 +28,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.fastcms_setup import create_superuser, setup_over_http
-from bench.server import PROJECT_ROOT, ServerProcess, cpu_seconds
+from bench.fastcms_setup import prepare_postgres, server_environment, setup_over_http
+from bench.server import ServerProcess, cpu_seconds
 from bench.workloads import percentile
 
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fastcms_bench_write")
@@ -43,31 +42,13 @@ READY_PATH = "/api/v1/presence"
 
 
 def environment(extra: dict[str, str]) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "fastcms.settings",
-        "FASTCMS_ENV_FILE": "/nonexistent",
-        "DATABASE_URL": DATABASE_URL,
-        "DEBUG": "false",
-        "SECRET_KEY": "bench",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "LOG_LEVEL": "WARNING",
-        "FASTCMS_REDIS_PREFIX": "bench-write",
-        **extra,
-    }
+    return server_environment(DATABASE_URL, FASTCMS_REDIS_PREFIX="bench-write", **extra)
 
 
 def prepare() -> str:
     """Create the database if missing, migrate it, create the staff user and (over HTTP) the collection; the token."""
-    import psycopg
-
-    name = DATABASE_URL.rsplit("/", 1)[1]
-    with psycopg.connect(DATABASE_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            admin.execute(f'CREATE DATABASE "{name}"')
     env = environment({"REDIS_URL": ""})
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=PROJECT_ROOT, env=env, check=True)
-    create_superuser(env)
+    prepare_postgres(env)
     log = Path(tempfile.gettempdir()) / "bench-write-setup.log"
     with ServerProcess("fastcms.asgi:application", env, log, READY_PATH) as server:
         return setup_over_http(server.base_url, ["bench"])
