@@ -162,3 +162,14 @@ def test_bodies_arrive_whole_in_memory_or_spooled_and_the_size_limit_holds(
     assert json.loads(made_spooled[2])["list_rule"].strip() == 'title = "x"'
     assert refused[0] == 413
     assert json.loads(refused[2])["code"] == "request_too_large"
+
+
+def test_async_view_routing_remembers_only_short_paths() -> None:
+    from fastcms import pooled
+
+    pooled._remembered_async_view_at.cache_clear()
+    assert pooled._async_view_at("/api/v1/presence") is True
+    assert pooled._async_view_at("/api/v1/collections/") is False
+    long_path = "/api/v1/collections/" + "x" * 10_000 + "/records/"
+    assert pooled._async_view_at(long_path) is False
+    assert pooled._remembered_async_view_at.cache_info().currsize == 2  # the long path was not kept
