@@ -25,12 +25,12 @@ import logging
 import time
 from typing import Any
 
-import redis
 import redis.asyncio as aioredis
 from django.core.exceptions import ImproperlyConfigured
 
 from presence.backends.base import PresenceBackend, PresenceUnavailable, announce
 from presence.conf import presence_settings
+from realtime.backends.redis_errors import UNREACHABLE
 from realtime.conf import realtime_settings
 from realtime.events import USER_JOINED, USER_LEFT, now_iso
 
@@ -143,7 +143,7 @@ class RedisPresence(PresenceBackend):
         self.start()
         try:
             return await asyncio.wait_for(self._users(), USERS_TIMEOUT)
-        except (redis.RedisError, OSError, TimeoutError) as exc:
+        except UNREACHABLE as exc:
             raise PresenceUnavailable(f"Redis does not answer: {exc!r}") from exc
 
     async def _users(self) -> list[dict[str, Any]]:
@@ -183,5 +183,5 @@ class RedisPresence(PresenceBackend):
                     await self._leave_if_gone(member.decode())
             except asyncio.CancelledError:
                 raise
-            except (redis.RedisError, OSError) as exc:
+            except UNREACHABLE as exc:
                 logger.warning("presence upkeep failed (Redis: %s); retrying", exc)

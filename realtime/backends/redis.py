@@ -39,6 +39,7 @@ from django.db import transaction
 from realtime import outbox
 from realtime.admission import Admission
 from realtime.backends.base import Backend, BackendUnavailable, parse_id
+from realtime.backends.redis_errors import UNREACHABLE
 from realtime.backends.redis_log import (
     APPEND,
     Bounds,
@@ -270,7 +271,7 @@ class RedisBackend(Backend):
                 pipe.get(self.keys.origin)
                 pipe.xrevrange(self.key, count=1)
                 trimmed, origin, newest = await pipe.execute()
-        except (redis.RedisError, OSError, TimeoutError) as exc:
+        except UNREACHABLE as exc:
             raise BackendUnavailable(UNAVAILABLE) from exc
         mark = id_key(trimmed)
         if key == (0, 0):

@@ -19,10 +19,10 @@ import contextlib
 import logging
 from typing import Any
 
-import redis
 import redis.asyncio as aioredis
 
 from realtime.admission import WINDOW, Admission, too_many_open, too_many_opens, unavailable
+from realtime.backends.redis_errors import UNREACHABLE
 from realtime.conf import realtime_settings
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class RedisAdmission(Admission):
         # Give back this worker's places now rather than at their expiry (best effort).
         self.releases += [(client_key, stream_id) for stream_id, client_key in self.local.items()]
         self.local.clear()
-        with contextlib.suppress(redis.RedisError, OSError, TimeoutError):
+        with contextlib.suppress(*UNREACHABLE):
             await asyncio.wait_for(self._send_releases(), ADMIT_TIMEOUT)
         await self.client.aclose()
 
@@ -120,7 +120,7 @@ class RedisAdmission(Admission):
         keys = [self.streams_prefix + client_key, self.opens_prefix + client_key]
         try:
             verdict, wait_ms = await asyncio.wait_for(self.admit_script(keys=keys, args=args), ADMIT_TIMEOUT)
-        except (redis.RedisError, OSError, TimeoutError) as exc:
+        except UNREACHABLE as exc:
             if not self.failing:
                 logger.warning("stream limits unavailable (Redis: %r); new streams get 503 meanwhile", exc)
             self.failing = True
@@ -158,7 +158,7 @@ class RedisAdmission(Admission):
                     await self._refresh()
             except asyncio.CancelledError:
                 raise
-            except (redis.RedisError, OSError, TimeoutError) as exc:
+            except UNREACHABLE as exc:
                 logger.warning("stream limits: Redis does not answer (%r); retrying", exc)
                 await asyncio.sleep(interval)
             except Exception:

@@ -85,3 +85,29 @@ def test_a_malformed_log_entry_is_skipped_live_and_on_resume(
     assert resumed.next().json["data"]["recovered"] is True
     assert resumed.next_of("record.created").json["data"]["name"] == "two"
     assert "skipping malformed event log entry" in live.output()
+
+
+def test_a_redis_connection_closed_under_the_client_is_a_503_not_a_500() -> None:
+    """Under uvloop, redis-py writing to a connection the server already closed raises
+    RuntimeError; a new stream must get the outage's 503 (the next call reconnects)."""
+    from realtime.backends.redis_admission import RedisAdmission
+
+    admission = RedisAdmission("redis://127.0.0.1:1/0", "test-closed")
+
+    async def closed_transport(**kwargs: Any) -> Any:
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is closed")
+
+    admission.admit_script = closed_transport
+    with pytest.raises(AdmissionError) as refused:
+        admit(admission, "ip:9", "a")
+    assert (refused.value.status, refused.value.code) == (503, "realtime_unavailable")
+
+
+def test_stream_paths_answer_errors_with_the_projects_json_pages() -> None:
+    from django.urls import get_resolver
+
+    from fastcms import errors
+
+    resolver = get_resolver("realtime.stream_urls")
+    assert resolver.resolve_error_handler(500) is errors.json_or_html_500
+    assert resolver.resolve_error_handler(404) is errors.json_or_html_404
