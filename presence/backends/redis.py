@@ -30,7 +30,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from presence.backends.base import PresenceBackend, PresenceUnavailable, announce
 from presence.conf import presence_settings
-from realtime.backends.redis_errors import UNREACHABLE
+from realtime.backends.redis_errors import UNREACHABLE, again_if_stale
 from realtime.conf import realtime_settings
 from realtime.events import USER_JOINED, USER_LEFT, now_iso
 
@@ -142,7 +142,7 @@ class RedisPresence(PresenceBackend):
     async def users(self) -> list[dict[str, Any]]:
         self.start()
         try:
-            return await asyncio.wait_for(self._users(), USERS_TIMEOUT)
+            return await asyncio.wait_for(again_if_stale(self._users), USERS_TIMEOUT)
         except UNREACHABLE as exc:
             raise PresenceUnavailable(f"Redis does not answer: {exc!r}") from exc
 

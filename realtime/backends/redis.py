@@ -39,7 +39,7 @@ from django.db import transaction
 from realtime import outbox
 from realtime.admission import Admission
 from realtime.backends.base import Backend, BackendUnavailable, parse_id
-from realtime.backends.redis_errors import UNREACHABLE
+from realtime.backends.redis_errors import UNREACHABLE, again_if_stale
 from realtime.backends.redis_log import (
     APPEND,
     Bounds,
@@ -265,12 +265,8 @@ class RedisBackend(Backend):
         if key is None:
             return [], False  # not an id this server could have issued
         try:
-            events = await self._read_after("-" if key == (0, 0) else f"({last_id}")
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.get(self.keys.trimmed)
-                pipe.get(self.keys.origin)
-                pipe.xrevrange(self.key, count=1)
-                trimmed, origin, newest = await pipe.execute()
+            events = await again_if_stale(lambda: self._read_after("-" if key == (0, 0) else f"({last_id}"))
+            trimmed, origin, newest = await again_if_stale(self._log_marks)
         except UNREACHABLE as exc:
             raise BackendUnavailable(UNAVAILABLE) from exc
         mark = id_key(trimmed)
@@ -282,6 +278,16 @@ class RedisBackend(Backend):
         if first is None or key < first or key > latest or (mark is not None and key < mark):
             return [], False
         return events, True
+
+    async def _log_marks(self) -> list[Any]:
+        """[the trimmed mark, the log's origin, its newest entry], in one round trip."""
+        if self.client is None:
+            raise BackendUnavailable("Real-time delivery has not started.")
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.get(self.keys.trimmed)
+            pipe.get(self.keys.origin)
+            pipe.xrevrange(self.key, count=1)
+            return await pipe.execute()
 
     async def _read_after(self, start: str) -> list[Event]:
         if self.client is None:

@@ -22,7 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from realtime.admission import WINDOW, Admission, too_many_open, too_many_opens, unavailable
-from realtime.backends.redis_errors import UNREACHABLE
+from realtime.backends.redis_errors import UNREACHABLE, again_if_stale
 from realtime.conf import realtime_settings
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,9 @@ class RedisAdmission(Admission):
         ]
         keys = [self.streams_prefix + client_key, self.opens_prefix + client_key]
         try:
-            verdict, wait_ms = await asyncio.wait_for(self.admit_script(keys=keys, args=args), ADMIT_TIMEOUT)
+            verdict, wait_ms = await asyncio.wait_for(
+                again_if_stale(lambda: self.admit_script(keys=keys, args=args)), ADMIT_TIMEOUT
+            )
         except UNREACHABLE as exc:
             if not self.failing:
                 logger.warning("stream limits unavailable (Redis: %r); new streams get 503 meanwhile", exc)

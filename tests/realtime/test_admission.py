@@ -94,7 +94,7 @@ def test_a_redis_connection_closed_under_the_client_is_a_503_not_a_500() -> None
 
     admission = RedisAdmission("redis://127.0.0.1:1/0", "test-closed")
 
-    async def closed_transport(**kwargs: Any) -> Any:
+    async def closed_transport(**kwargs: Any) -> Any:  # every time: Redis itself is away
         raise RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is closed")
 
     admission.admit_script = closed_transport
@@ -111,3 +111,20 @@ def test_stream_paths_answer_errors_with_the_projects_json_pages() -> None:
     resolver = get_resolver("realtime.stream_urls")
     assert resolver.resolve_error_handler(500) is errors.json_or_html_500
     assert resolver.resolve_error_handler(404) is errors.json_or_html_404
+
+
+def test_a_connection_closed_while_idle_is_tried_once_more() -> None:
+    from realtime.backends.redis_admission import RedisAdmission
+
+    admission = RedisAdmission("redis://127.0.0.1:1/0", "test-stale")
+    calls: list[int] = []
+
+    async def stale_then_fine(**kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is closed")
+        return [0, 0]
+
+    admission.admit_script = stale_then_fine
+    admit(admission, "ip:9", "a")  # admitted: the second call found a fresh connection
+    assert len(calls) == 2
