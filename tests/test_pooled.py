@@ -173,3 +173,17 @@ def test_async_view_routing_remembers_only_short_paths() -> None:
     long_path = "/api/v1/collections/" + "x" * 10_000 + "/records/"
     assert pooled._async_view_at(long_path) is False
     assert pooled._remembered_async_view_at.cache_info().currsize == 2  # the long path was not kept
+
+
+def test_shutdown_does_not_wait_for_a_stuck_request(transactional_db: None) -> None:
+    handler = PooledRequestHandler(threads=2)
+    release = threading.Event()
+    stuck = handler.pool.submit(release.wait)  # a request that never ends by itself
+    closer = threading.Thread(target=handler.close, kwargs={"timeout": 0.1})
+    closer.start()
+    closer.join(30)
+    try:
+        assert not closer.is_alive()  # closed the idle thread's connection and returned
+        assert not stuck.done()
+    finally:
+        release.set()
