@@ -12,7 +12,8 @@ from django.db import models
 from django.utils import timezone
 
 from collections_app.prepared import PreparedInsert
-from collections_app.schema import FieldSpec, format_datetime, load_fields
+from collections_app.schema import FieldSpec, load_fields
+from collections_app.values import format_datetime
 
 ID_ALPHABET = string.ascii_lowercase + string.digits
 ID_LENGTH = 15

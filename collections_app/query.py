@@ -41,6 +41,8 @@ from collections_app.schema import (
     SYSTEM_FIELDS,
     TEXT,
     FieldSpec,
+)
+from collections_app.values import (
     FieldValueError,
     format_datetime,
     normalize_date,

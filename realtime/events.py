@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from collections_app.models import RULE_NAMES, Collection
-from collections_app.schema import FieldSpec, format_datetime, load_fields
+from collections_app.schema import FieldSpec, load_fields
 from collections_app.serializers import record_representation
+from collections_app.values import format_datetime
 
 RECORD_CREATED, RECORD_UPDATED, RECORD_DELETED = "record.created", "record.updated", "record.deleted"
 COLLECTION_CREATED, COLLECTION_UPDATED, COLLECTION_DELETED = (

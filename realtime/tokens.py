@@ -27,7 +27,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from collections_app.schema import format_datetime
+from collections_app.values import format_datetime
 from realtime.conf import realtime_settings
 
 SALT = "fastcms.realtime.stream-token"

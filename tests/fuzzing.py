@@ -18,7 +18,7 @@ from urllib.parse import quote, quote_from_bytes
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from collections_app.schema import parse_datetime_text
+from collections_app.values import parse_datetime_text
 
 
 def fuzz_settings(ci_examples: int) -> settings:

@@ -22,7 +22,8 @@ from django.urls import reverse
 
 from collections_app import services
 from collections_app.models import Collection, Record
-from collections_app.schema import FieldSpec, format_datetime, parse_datetime_text
+from collections_app.schema import FieldSpec
+from collections_app.values import format_datetime, parse_datetime_text
 
 INTEGER_TEXT = re.compile(r"-?\d+")
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S"

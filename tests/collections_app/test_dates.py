@@ -10,7 +10,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from collections_app.models import Collection, Record
-from collections_app.schema import format_datetime, normalize_date, normalize_datetime
+from collections_app.values import format_datetime, normalize_date, normalize_datetime
 
 URL = "/api/v1/collections/events/records/"
 FIELDS = [{"name": "at", "type": "datetime"}, {"name": "day", "type": "date"}, {"name": "label", "type": "text"}]

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from collections_app.models import Collection, Record, new_id
 from collections_app.query import OPERATORS_BY_KIND, Auth, compile_text
-from collections_app.schema import SYSTEM_FIELDS, format_datetime, load_fields
+from collections_app.schema import SYSTEM_FIELDS, load_fields
+from collections_app.values import format_datetime
 
 FIELDS = load_fields(
     [
