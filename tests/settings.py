@@ -19,6 +19,10 @@ STORAGES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so servers started by the tests in other processes share it.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}
+# In this process, threads that touch the database (stream sign-ins on the auth pool, tests' own
+# threads) release their connections after use, so the test database can be dropped at the end;
+# the servers the tests start keep the product's persistent connections.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
 # Serve static files from the apps, never from what `collectstatic` left in this checkout.
 STATIC_ROOT = Path(tempfile.gettempdir()) / "fastcms-tests-no-static-root"  # never created
 WHITENOISE_USE_FINDERS = True
