@@ -16,6 +16,7 @@ import socket
 import sys
 from pathlib import Path
 
+from bench.loadgen import die_with_parent
 from tests.live import Server
 
 
@@ -86,6 +87,7 @@ def main() -> None:
         pid = os.fork()
         if pid == 0:
             try:
+                die_with_parent()  # a worker never outlives a killed parent (it would hold its connections)
                 serve(sock, application)
             finally:
                 os._exit(0)
