@@ -103,6 +103,9 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the writer; IMMEDIATE transactions take the write lock up front,
     # so concurrent writers wait (up to the timeout) instead of failing with "database is locked".
+    # fastcms.sqlite3 is Django's backend with the writers of a worker queueing on a lock instead
+    # of SQLite's sleeping retries (see its docstring).
+    DATABASES["default"]["ENGINE"] = "fastcms.sqlite3"
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "timeout": 20,
