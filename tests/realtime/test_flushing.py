@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from realtime.flushing import MAX_DELAY, MEASURED_FROM, FlushGate
+from realtime.flushing import BEHIND_EVENTS, BEHIND_HOLD, BEHIND_MAX_DELAY, MAX_DELAY, MEASURED_FROM, FlushGate
 
 
 class Stream:
@@ -73,6 +73,41 @@ def test_the_delay_is_capped() -> None:
 
     opens, now = asyncio.run(run())
     assert opens <= now + MAX_DELAY
+
+
+def test_a_round_of_several_events_holds_the_next_longer() -> None:
+    async def run(events: int) -> tuple[float, float, float]:
+        loop = asyncio.get_running_loop()
+        log: list[tuple[str, float]] = []
+        gate = FlushGate()
+        many = [Stream(log, f"s{i}", cost=0.0002) for i in range(MEASURED_FROM)]
+        for _ in range(events):  # events that queue frames before the round runs
+            await round_of(gate, many)
+        assert gate.events == events
+        started = loop.time()
+        await asyncio.sleep(0)  # the round's writes, then the gate's measurement
+        await asyncio.sleep(0)
+        assert len(log) == events * MEASURED_FROM  # a stream woken once per add: harmless, as in a real round
+        return started, log[-1][1], gate.next_round
+
+    started, end, opens = asyncio.run(run(BEHIND_EVENTS))
+    took = end - started
+    assert opens - end >= min(BEHIND_HOLD * took, BEHIND_MAX_DELAY) * 0.9
+    assert opens - end <= BEHIND_MAX_DELAY + 0.01
+
+    started, end, opens = asyncio.run(run(BEHIND_EVENTS - 1))  # not behind: the usual hold
+    took = end - started
+    assert opens - end <= min(took, MAX_DELAY) + 0.001
+
+
+def test_events_that_queued_nothing_are_not_counted() -> None:
+    async def run() -> int:
+        gate = FlushGate()
+        gate.schedule(asyncio.get_running_loop())  # an event no stream wanted
+        await round_of(gate, [Stream([], "a")])
+        return gate.events
+
+    assert asyncio.run(run()) == 1
 
 
 def test_wake_now_without_a_loop_wakes_everything() -> None:
