@@ -2,14 +2,17 @@
 
 SQLite lets one transaction write at a time. Each write transaction starts with `BEGIN IMMEDIATE`;
 when another holds the write lock, SQLite's busy handler retries after sleeping 1, 2, 5, 10, 15,
-20, 25, 50, then 100 ms, and does not notice when the lock becomes free in between. With a few
-request threads writing at once, most of a worker's time went to those sleeps: eight writers
-against one worker managed fewer writes a second than one writer.
+20, 25, 50, then 100 ms, and does not notice when the lock becomes free in between: a writer
+that lost the race once often waits far longer than the transactions ahead of it take.
 
 Here the threads of a process queue on a `threading.Lock` per database file before `BEGIN`, and
 the next one goes the moment the last commits or rolls back. Other processes on the same file
 still wait through SQLite's busy handler, as before. A thread that waits longer than the
 database's `timeout` option gets SQLite's own error, "database is locked".
+
+Measured, 8 threads each writing short transactions on one file: the same 3,400-4,000
+transactions a second either way; p99 20-34 ms and worst 230-330 ms with SQLite's retries,
+6 ms and 23-32 ms with the lock.
 """
 
 from __future__ import annotations
