@@ -161,10 +161,12 @@ class Subscriber:
 
     def enqueue(self, frame: bytes, limit: int, max_bytes: int) -> bool:
         """Queue a frame (True), without waking the stream; close the stream instead (False) when
-        `limit` frames or `max_bytes` bytes already wait."""
+        `max_bytes` bytes already wait, or `limit` frames wait while the stream is stuck writing to
+        a client that does not read. A stream that is not stuck writes all it has at its next turn,
+        so a burst (a worker reading a thousand events from Redis in one step) never closes it."""
         if self.closed:
             return False
-        if len(self.queue) >= limit or (self.queue and self.queued_bytes + len(frame) > max_bytes):
+        if (self.sending and len(self.queue) >= limit) or (self.queue and self.queued_bytes + len(frame) > max_bytes):
             logger.info(
                 "stream %s closed: %d events (%d bytes) queued for a client that does not read",
                 self.client_id,

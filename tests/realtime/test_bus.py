@@ -193,6 +193,7 @@ def test_overflow_closes_only_the_slow_subscriber(settings: Any) -> None:
         slow, fast = subscriber(info, key="slow"), subscriber(info, key="fast")
         await bus.subscribe(slow, None)
         await bus.subscribe(fast, None)
+        slow.sending = True  # stuck writing to a client that does not read
         for index in range(5):
             bus.publish(record_event(info, title=f"t{index}"))
             await asyncio.sleep(0)
@@ -201,6 +202,21 @@ def test_overflow_closes_only_the_slow_subscriber(settings: Any) -> None:
         return slow.closed, fast.closed, len(slow.queue)
 
     assert run_bus(scenario) == ("overflow", None, 0)
+
+
+def test_a_burst_never_closes_a_stream_that_is_not_stuck_writing(settings: Any) -> None:
+    settings.FASTCMS_SSE_QUEUE_SIZE = 3
+    info = make_info()
+
+    async def scenario(bus: EventBus) -> tuple[str | None, int]:
+        reader = subscriber(info, key="reader")
+        await bus.subscribe(reader, None)
+        for index in range(10):  # all queued before the stream's next turn, as a batch read from Redis is
+            bus.publish(record_event(info, title=f"t{index}"))
+        await asyncio.sleep(0.05)
+        return reader.closed, len(reader.queue)
+
+    assert run_bus(scenario) == (None, 10)
 
 
 def test_history_replay_and_unknown_ids() -> None:
