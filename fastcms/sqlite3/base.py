@@ -21,6 +21,7 @@ import threading
 
 from django.db.backends.sqlite3 import base as sqlite3
 from django.db.utils import OperationalError
+from django.utils.functional import cached_property
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -38,9 +39,14 @@ class DatabaseWrapper(sqlite3.DatabaseWrapper):
 
     holding: threading.Lock | None = None
 
-    def _start_transaction_under_autocommit(self) -> None:
-        lock = write_lock(str(self.settings_dict["NAME"]))
+    @cached_property
+    def write_lock(self) -> tuple[threading.Lock, float]:
+        """This connection's database's write lock, and how long to wait for it (its `timeout`)."""
         timeout = float(self.settings_dict.get("OPTIONS", {}).get("timeout", 5))
+        return write_lock(str(self.settings_dict["NAME"])), timeout
+
+    def _start_transaction_under_autocommit(self) -> None:
+        lock, timeout = self.write_lock
         if not lock.acquire(timeout=timeout):
             raise OperationalError("database is locked")
         self.holding = lock
