@@ -168,17 +168,32 @@ class RedisPresence(PresenceBackend):
             )
         return present
 
+    async def _refresh(self, connections: list[tuple[str, tuple[str, str | None]]]) -> None:
+        """Push the expiry of `connections` (this worker's, as they were a moment ago) forward.
+
+        A connection may close while the refresh waits for Redis; if its removal reached Redis
+        first, the refresh has just put it back, so it is removed again here. Otherwise it would
+        count as connected until its expiry, the TTL later.
+        """
+        expiry = now_ms() + self.ttl_ms
+        async with self.client.pipeline(transaction=False) as pipe:
+            for connection_id, (user_id, _name) in connections:
+                pipe.zadd(self.conns_prefix + user_id, {connection_id: expiry})
+                pipe.sadd(self.users_key, user_id)  # back after a Redis restart
+            await pipe.execute()
+        closed = [(cid, user_id) for cid, (user_id, _name) in connections if cid not in self.local]
+        if closed:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for connection_id, user_id in closed:
+                    pipe.zrem(self.conns_prefix + user_id, connection_id)
+                await pipe.execute()
+
     async def _maintain(self) -> None:
         """Keep this worker's connections alive, and retire those of workers that died."""
         while True:
             await asyncio.sleep(max(0.2, presence_settings.FASTCMS_PRESENCE_TTL / 6))
             try:
-                expiry = now_ms() + self.ttl_ms
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for connection_id, (user_id, _name) in list(self.local.items()):
-                        pipe.zadd(self.conns_prefix + user_id, {connection_id: expiry})
-                        pipe.sadd(self.users_key, user_id)  # back after a Redis restart
-                    await pipe.execute()
+                await self._refresh(list(self.local.items()))
                 for member in await self.client.smembers(self.users_key):
                     await self._leave_if_gone(member.decode())
             except asyncio.CancelledError:
