@@ -25,7 +25,7 @@ from collections_app.models import Collection
 from tests.conftest import LIVE_DEFAULTS, http_for, token_of
 from tests.e2e.browsing import WAIT_MS
 from tests.e2e.tcp_proxy import TcpProxy
-from tests.live import Server, free_port, wait_until
+from tests.live import Server, SSEClient, free_port, wait_until
 
 try:
     from playwright.sync_api import Browser, Page, sync_playwright
@@ -71,6 +71,12 @@ t.subscribe = (client, key, collection, query) => {
 };
 t.live = (client, key, collection, query) => {
   t.lives[key] = t.clients[client].live(collection, query);
+  return t.lives[key].ready;
+};
+t.presence = (client, key) => {
+  t.got[key] = [];
+  t.lives[key] = t.clients[client].presence((users) => { t.got[key] = users.map((user) => user.user_id); },
+    { onError: (error) => { t.errors[key] = error; } });
   return t.lives[key].ready;
 };
 window.t = t;
@@ -528,3 +534,25 @@ def test_subscriptions_added_while_events_flow_get_each_event_once(
         assert wait_until(lambda index=index: live_state(page, f"list{index}") == expected, timeout=15)
     assert page.run(received) == created  # still once each
     assert page.errors == []
+
+
+# --- presence ----------------------------------------------------------------------------------
+
+
+def test_the_presence_list_follows_joins_and_leaves_and_a_refusal_ends_it(pages: Any, fast: Server) -> None:
+    page = pages(fast.url)
+    page.run("() => { t.client('watch'); return t.presence('watch', 'here'); }")
+    visitor = f"visitor-{random.randrange(10**9)}"
+    with SSEClient(f"{fast.url}/api/v1/realtime?user_id={visitor}") as stream:
+        stream.next()
+        page.page.wait_for_function("(id) => t.got.here.includes(id)", arg=visitor)
+    page.page.wait_for_function("(id) => !t.got.here.includes(id)", arg=visitor)  # after the grace period
+    assert page.run("() => t.lives.here.error") is None
+
+    page.run("() => { t.client('bad', { token: 'not-a-token' }); return t.presence('bad', 'refused'); }")
+    assert page.run("() => t.errors.refused.status") == 401
+    assert page.run("() => [t.lives.refused.closed, t.lives.refused.error.code]") == [True, "authentication_failed"]
+    time.sleep(1)  # a refusal is final: not asked again
+    asked = [url for url in page.requests if urlsplit(url).path == "/api/v1/presence"]
+    assert len(asked) == 2, asked
+    assert all("401" in error for error in page.errors), page.errors

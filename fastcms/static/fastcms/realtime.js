@@ -285,11 +285,12 @@ export class Realtime {
 
   /**
    * Who is connected (`GET /api/v1/presence`), kept by the stream's user.joined and user.left.
-   * @param {(users: any[]) => void} [onChange]
+   * @param {(users: any[]) => void} [onChange] after each change, with the new list
+   * @param {{onError?: (error: RealtimeError) => void}} [options]
    * @returns {PresenceList}
    */
-  presence(onChange) {
-    return new PresenceList(this, onChange);
+  presence(onChange, options = {}) {
+    return new PresenceList(this, onChange, options.onError);
   }
 
   /**
@@ -723,69 +724,71 @@ function rethrowLater(error) {
 }
 
 /**
- * A live list; from `rt.live()`. `records` is replaced (never mutated) on each change.
+ * A snapshot read over REST, then kept current by the stream from the snapshot's event id (what
+ * `LiveQuery` and `PresenceList` share). Loading retries with backoff until it succeeds, unless the
+ * server refuses for good (a 4xx other than 429): then it fails, with `error` and `onError`.
+ * Events that arrive while a snapshot loads wait for it, and only those after it are applied.
  */
-export class LiveQuery {
+class Snapshot {
   /**
-   * @param {Realtime} rt @param {string} collection @param {string} query
-   * @param {((records: any[]) => void)|undefined} onChange
+   * @param {Realtime} rt
+   * @param {((value: any[]) => void)|undefined} onChange
    * @param {((error: RealtimeError) => void)|undefined} onError
    */
-  constructor(rt, collection, query, onChange, onError) {
+  constructor(rt, onChange, onError) {
     this.rt = rt;
-    this.collection = collection;
-    this.query = query;
     this.onChange = onChange;
     this.onError = onError;
-    /** @type {any[]} */
-    this.records = [];
-    /** @type {RealtimeError|null} */
+    /** @type {RealtimeError|null} the last refusal; while loading, the error it retries after */
     this.error = null;
     this.closed = false;
     this.loading = false;
-    /** @type {Array<[RealtimeEvent, EventInfo]>|null} events that arrived during a reload */
+    /** @type {Array<[RealtimeEvent, EventInfo]>|null} events that arrived during a load */
     this.buffer = null;
+    /** @type {(() => void)|null} */
     this.unsubscribe = null;
-    /** Settles when the first load is done. */
-    this.ready = this.load();
+    /** Settles when the first load is done (subclasses start it once their fields are set). */
+    this.ready = Promise.resolve();
   }
 
-  /** Stop following the list. */
+  /** Stop following. */
   close() {
     this.closed = true;
     if (this.unsubscribe) this.unsubscribe();
     this.unsubscribe = null;
   }
 
-  /** Load every page (keyset by `created`, `id`), then apply what arrived meanwhile. */
+  /** Read the snapshot (retrying), subscribe from its event id once, then apply what arrived meanwhile. */
   async load() {
     this.loading = true;
     this.buffer = [];
     let loaded;
     for (let attempt = 0; !this.closed; attempt += 1) {
       try {
-        loaded = await fetchAll(this.rt, this.collection, this.query);
+        loaded = await this.read();
+        this.error = null;
         break;
       } catch (error) {
         const refused = /** @type {RealtimeError} */ (error);
-        if (refused.status >= 400 && refused.status < 500 && refused.status !== 429) {
+        if (isFinal(refused)) {
           this.fail(refused);
           return;
         }
+        this.error = refused;
         await sleep(Math.min(MAX_DELAY_MS, DEFAULT_RETRY_MS * 2 ** attempt) * (0.5 + Math.random() / 2),
           new AbortController().signal);
       }
     }
     if (this.closed || !loaded || this.rt.closed) return;
-    const { records, since } = loaded;
     const buffered = this.buffer ?? [];
     this.buffer = null;
     this.loading = false;
-    this.records = records;
+    this.take(loaded.value);
     if (!this.unsubscribe) {
+      const [collection, query] = this.topic();
       try {
-        const sub = this.rt.add(this.collection, this.query, (event, info) => this.receive(event, info),
-          { onRefetch: () => this.reload(), onError: (error) => this.fail(error) }, since);
+        const sub = this.rt.add(collection, query, (event, info) => this.receive(event, info),
+          { onRefetch: () => this.reload(), onError: (error) => this.fail(error) }, loaded.since);
         this.unsubscribe = () => this.rt.remove(sub);
       } catch (error) {
         this.fail({ status: 0, code: 'too_many_subscriptions', detail: String(/** @type {Error} */ (error).message) });
@@ -793,7 +796,7 @@ export class LiveQuery {
       }
     }
     for (const [event, info] of buffered) {
-      if (compareIds(event.id, since) > 0) this.apply(event, info);
+      if (compareIds(event.id, loaded.since) > 0) this.apply(event, info);
     }
     this.changed();
   }
@@ -816,6 +819,79 @@ export class LiveQuery {
       return;
     }
     if (this.apply(event, info)) this.changed();
+  }
+
+  changed() {
+    callSafely(this.onChange, this.value());
+  }
+
+  /* What a subclass gives: */
+
+  /** @returns {Promise<{value: any[], since: string}>} the snapshot and its `X-Last-Event-ID` */
+  async read() {
+    throw new Error('not implemented');
+  }
+
+  /** @returns {[string, string]} the stream subscription: collection (or `*`) and query */
+  topic() {
+    throw new Error('not implemented');
+  }
+
+  /** Replace the state with a snapshot's. @param {any[]} value */
+  take(value) {
+    throw new Error('not implemented');
+  }
+
+  /** @returns {any[]} the state given to `onChange` */
+  value() {
+    throw new Error('not implemented');
+  }
+
+  /**
+   * @param {RealtimeEvent} event @param {EventInfo} info
+   * @returns {boolean} whether the state changed
+   */
+  apply(event, info) {
+    throw new Error('not implemented');
+  }
+}
+
+/**
+ * A live list; from `rt.live()`. `records` is replaced (never mutated) on each change.
+ */
+export class LiveQuery extends Snapshot {
+  /**
+   * @param {Realtime} rt @param {string} collection @param {string} query
+   * @param {((records: any[]) => void)|undefined} onChange
+   * @param {((error: RealtimeError) => void)|undefined} onError
+   */
+  constructor(rt, collection, query, onChange, onError) {
+    super(rt, onChange, onError);
+    this.collection = collection;
+    this.query = query;
+    /** @type {any[]} */
+    this.records = [];
+    this.ready = this.load();
+  }
+
+  /** Every page (keyset by `created`, `id`). */
+  async read() {
+    const { records, since } = await fetchAll(this.rt, this.collection, this.query);
+    return { value: records, since };
+  }
+
+  /** @returns {[string, string]} */
+  topic() {
+    return [this.collection, this.query];
+  }
+
+  /** @param {any[]} records */
+  take(records) {
+    this.records = records;
+  }
+
+  value() {
+    return this.records;
   }
 
   /**
@@ -846,10 +922,6 @@ export class LiveQuery {
     without.splice(index, 0, data);
     this.records = without;
     return true;
-  }
-
-  changed() {
-    callSafely(this.onChange, this.records);
   }
 }
 
@@ -897,66 +969,38 @@ async function fetchAll(rt, collection, query) {
 }
 
 /** The presence list; from `rt.presence()`. `users` is replaced on each change, sorted by user_id. */
-export class PresenceList {
-  /** @param {Realtime} rt @param {((users: any[]) => void)|undefined} onChange */
-  constructor(rt, onChange) {
-    this.rt = rt;
-    this.onChange = onChange;
+export class PresenceList extends Snapshot {
+  /**
+   * @param {Realtime} rt
+   * @param {((users: any[]) => void)|undefined} onChange
+   * @param {((error: RealtimeError) => void)|undefined} onError
+   */
+  constructor(rt, onChange, onError) {
+    super(rt, onChange, onError);
     /** @type {any[]} */
     this.users = [];
-    this.closed = false;
-    this.unsubscribe = null;
-    this.loading = false;
-    /** @type {RealtimeEvent[]|null} */
-    this.buffer = null;
-    /** @type {RealtimeError|null} */
-    this.error = null;
-    /** Settles when the first load is done. */
     this.ready = this.load();
   }
 
-  close() {
-    this.closed = true;
-    if (this.unsubscribe) this.unsubscribe();
-    this.unsubscribe = null;
+  async read() {
+    const response = await this.rt.get(PRESENCE_PATH);
+    const since = response.headers.get('X-Last-Event-ID') || '0';
+    const body = await response.json();
+    return { value: body.users, since };
   }
 
-  async load() {
-    this.loading = true;
-    this.buffer = [];
-    let body;
-    let since;
-    for (let attempt = 0; !this.closed; attempt += 1) {
-      try {
-        const response = await this.rt.get(PRESENCE_PATH);
-        since = response.headers.get('X-Last-Event-ID') || '0';
-        body = await response.json();
-        this.error = null;
-        break;
-      } catch (error) {
-        this.error = /** @type {RealtimeError} */ (error);
-        await sleep(Math.min(MAX_DELAY_MS, DEFAULT_RETRY_MS * 2 ** attempt) * (0.5 + Math.random() / 2),
-          new AbortController().signal);
-      }
-    }
-    if (this.closed || !body || this.rt.closed) return;
-    const buffered = this.buffer ?? [];
-    this.buffer = null;
-    this.loading = false;
-    this.users = [...body.users];
-    if (!this.unsubscribe) {
-      const sub = this.rt.add('*', PRESENCE_QUERY, (event) => this.receive(event),
-        { onRefetch: () => { if (!this.loading) this.load(); } }, since);
-      this.unsubscribe = () => this.rt.remove(sub);
-    }
-    for (const event of buffered) if (compareIds(event.id, since) > 0) this.apply(event);
-    callSafely(this.onChange, this.users);
+  /** @returns {[string, string]} */
+  topic() {
+    return ['*', PRESENCE_QUERY];
   }
 
-  /** @param {RealtimeEvent} event */
-  receive(event) {
-    if (this.buffer) this.buffer.push(event);
-    else if (this.apply(event)) callSafely(this.onChange, this.users);
+  /** @param {any[]} users */
+  take(users) {
+    this.users = [...users];
+  }
+
+  value() {
+    return this.users;
   }
 
   /** @param {RealtimeEvent} event @returns {boolean} */
