@@ -17,6 +17,23 @@ from collections_app.models import Collection
 
 REQUIRE_SERVICES = os.environ.get("FASTCMS_REQUIRE_SERVICES") == "1"
 
+# A field of every type (the relation points at a collection named "things").
+EVERY_TYPE = [
+    {"name": "title", "type": "text", "required": True, "options": {"max_length": 100}},
+    {"name": "body", "type": "text"},
+    {"name": "price", "type": "number", "options": {"min": 0}},
+    {"name": "count", "type": "number", "options": {"integer": True}},
+    {"name": "active", "type": "bool"},
+    {"name": "contact", "type": "email"},
+    {"name": "site", "type": "url"},
+    {"name": "day", "type": "date"},
+    {"name": "at", "type": "datetime"},
+    {"name": "status", "type": "select", "options": {"values": ["draft", "published"]}},
+    {"name": "meta", "type": "json"},
+    {"name": "parent", "type": "relation", "options": {"collection": "things"}},
+    {"name": "owner", "type": "user"},
+]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Service tests skip where the service is not configured, and fail in CI's service run."""

@@ -16,6 +16,7 @@ from django.test import Client
 
 from collections_app import services
 from collections_app.models import Collection, Record
+from tests.conftest import EVERY_TYPE
 
 RECORDS = "/admin/collections_app/record/"
 
@@ -300,22 +301,6 @@ def test_unknown_collection_is_a_message_not_an_error(admin_client: Client, stoc
 
 
 # --- the record form ---------------------------------------------------------------------------
-
-EVERY_TYPE = [
-    {"name": "title", "type": "text", "required": True, "options": {"max_length": 100}},
-    {"name": "body", "type": "text"},
-    {"name": "price", "type": "number", "options": {"min": 0}},
-    {"name": "count", "type": "number", "options": {"integer": True}},
-    {"name": "active", "type": "bool"},
-    {"name": "contact", "type": "email"},
-    {"name": "site", "type": "url"},
-    {"name": "day", "type": "date"},
-    {"name": "at", "type": "datetime"},
-    {"name": "status", "type": "select", "options": {"values": ["draft", "published"]}},
-    {"name": "meta", "type": "json"},
-    {"name": "parent", "type": "relation", "options": {"collection": "things"}},
-    {"name": "owner", "type": "user"},
-]
 
 
 @pytest.fixture

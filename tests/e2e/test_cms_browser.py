@@ -16,7 +16,7 @@ from django.contrib.auth.models import User
 
 from collections_app import services
 from collections_app.models import Collection
-from tests.conftest import http_for, token_of
+from tests.conftest import EVERY_TYPE, http_for, token_of
 from tests.e2e.browsing import Pages, screenshot
 from tests.live import Server
 
@@ -26,21 +26,6 @@ except ImportError:  # only the browser tests need it; they skip without it
     pass
 
 RECORDS = "/admin/collections_app/record/"
-EVERY_TYPE = [
-    {"name": "title", "type": "text", "required": True, "options": {"max_length": 100}},
-    {"name": "body", "type": "text"},
-    {"name": "price", "type": "number", "options": {"min": 0}},
-    {"name": "count", "type": "number", "options": {"integer": True}},
-    {"name": "active", "type": "bool"},
-    {"name": "contact", "type": "email"},
-    {"name": "site", "type": "url"},
-    {"name": "day", "type": "date"},
-    {"name": "at", "type": "datetime"},
-    {"name": "status", "type": "select", "options": {"values": ["draft", "published"]}},
-    {"name": "meta", "type": "json"},
-    {"name": "parent", "type": "relation", "options": {"collection": "things"}},
-    {"name": "owner", "type": "user"},
-]
 
 
 @pytest.fixture
