@@ -1,4 +1,4 @@
-"""A TCP proxy for fault tests: it passes traffic, refuses connections, or black-holes them.
+"""A TCP proxy for fault tests (Redis, PostgreSQL, browsers): it passes, refuses or black-holes traffic.
 
 `TCPProxy(target_port).start()` listens on a free local port and forwards to the target. Modes:
 - `pass`: forward both ways (after `delay` seconds, for a slow network);
@@ -38,6 +38,10 @@ class TCPProxy:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def start(self) -> TCPProxy:
         self.thread.start()
         self._call(self._listen())
@@ -52,6 +56,19 @@ class TCPProxy:
     def set_mode(self, mode: str) -> None:
         """Switch mode (see the module's docstring)."""
         self._call(self._switch(mode))
+
+    def cut(self) -> None:
+        """The network goes away: open connections break, new ones are reset."""
+        self.set_mode(REFUSE)
+
+    def restore(self) -> None:
+        self.set_mode(PASS)
+
+    def __enter__(self) -> TCPProxy:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
 
     def _call(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)

@@ -24,8 +24,8 @@ from collections_app import services
 from collections_app.models import Collection
 from tests.conftest import LIVE_DEFAULTS, http_for, token_of
 from tests.e2e.browsing import WAIT_MS
-from tests.e2e.tcp_proxy import TcpProxy
 from tests.live import Server, SSEClient, free_port, wait_until
+from tests.proxy import TCPProxy
 
 try:
     from playwright.sync_api import Browser, Page, sync_playwright
@@ -281,8 +281,8 @@ def test_twenty_subscriptions_share_one_stream_and_get_every_event_once(
 
 def test_a_cut_connection_loses_no_event(pages: Any, fast: Server, make_collections: Any) -> None:
     api = make_collections(fast, "items", "others")
-    with TcpProxy(fast.port) as proxy:
-        page = pages(proxy.url)
+    with TCPProxy(fast.port) as proxy:
+        page = pages(proxy.http_url)
         page.run(
             """() => {
               t.client('main');
@@ -332,8 +332,8 @@ def test_live_lists_equal_rest_after_300_random_writes_some_while_disconnected(
     existing: list[str] = []
     for _ in range(30):
         existing.append(api.post("/api/v1/collections/items/records/", json={"n": rng.randrange(100)}).json()["id"])
-    with TcpProxy(fast.port) as proxy:
-        page = pages(proxy.url)
+    with TCPProxy(fast.port) as proxy:
+        page = pages(proxy.http_url)
         page.run("() => { t.client('main'); }")
         for key, query in (("high", "n>=50"), ("a", "tag=a"), ("all", "")):
             page.run("([key, query]) => t.live('main', key, 'items', query)", [key, query])
@@ -365,8 +365,8 @@ def test_recovered_false_makes_live_refetch(
 ) -> None:
     server = live_servers(**FAST, **MEMORY, FASTCMS_HISTORY_SIZE="5")
     api = make_collections(server, "items")
-    with TcpProxy(server.port) as proxy:
-        page = pages(proxy.url)
+    with TCPProxy(server.port) as proxy:
+        page = pages(proxy.http_url)
         page.run("() => { t.client('main'); t.subscribe('main', 'plain', 'items', ''); }")
         page.run("() => t.live('main', 'list', 'items', 'n>=50')")
         page.page.wait_for_function("() => t.clients.main.state === 'open'")
