@@ -36,6 +36,7 @@ class MemoryPresence(PresenceBackend):
             user.leaving.cancel()
             user.leaving = None
         user.connections.add(connection_id)
+        user.name = user_name  # the newest connection's name, as with Redis
         user.last_seen = now_iso()
 
     async def disconnect(self, connection_id: str, user_id: str) -> None:
