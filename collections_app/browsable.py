@@ -108,7 +108,9 @@ class RecordFormSerializer(serializers.Serializer):
             fields[spec.name] = FIELD_BUILDERS[spec.type](spec, **kwargs)
         return fields
 
-    def to_representation(self, instance: Record) -> dict[str, Any]:
+    def to_representation(self, instance: Record | Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(instance, Record):  # a refused form post, valid as a form: drawn as sent
+            return dict(self.get_initial())
         as_text = self.context.get("html_form", False)
         values = {}
         for name in self.fields:
@@ -185,8 +187,24 @@ def page_title(url_name: str, kwargs: Mapping[str, Any]) -> str | None:
     return None
 
 
+class FormRenderer(renderers.HTMLFormRenderer):
+    """DRF's form renderer; a datetime field holding text that is no datetime (a refused form
+    drawn again as it was sent) is drawn as a text input with that text: DRF would fail to parse it."""
+
+    def render_field(self, field: Any, parent_style: dict[str, Any]) -> Any:
+        try:
+            return super().render_field(field, parent_style)
+        except ValueError:
+            if not isinstance(field._field, serializers.DateTimeField):
+                raise
+            field._field.style = {**field._field.style, "input_type": "text"}  # this request's field
+            return super().render_field(field, parent_style)
+
+
 class BrowsableAPIRenderer(renderers.BrowsableAPIRenderer):
     """DRF's browsable API, with breadcrumbs that name collections, and typed record forms."""
+
+    form_renderer_class = FormRenderer
 
     def get_breadcrumbs(self, request: Any) -> list[tuple[str, str]]:
         crumbs = []

@@ -7,14 +7,14 @@ from typing import Any
 from django.contrib.auth import authenticate
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404
+from django.http import Http404, QueryDict
 from django.template import loader
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import permissions, status, viewsets
 from rest_framework.authtoken.models import Token
-from rest_framework.exceptions import Throttled, ValidationError
+from rest_framework.exceptions import ParseError, Throttled, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils import formatting
@@ -198,6 +198,26 @@ class RecordViewSet(viewsets.GenericViewSet):
         if isinstance(getattr(self.request, "accepted_renderer", None), browsable.BrowsableAPIRenderer):
             return ReturnDict(data, serializer=self.get_serializer(instance=record))
         return data
+
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)
+        if response.status_code == status.HTTP_400_BAD_REQUEST:
+            self.keep_posted_form(response)
+        return response
+
+    def keep_posted_form(self, response: Response) -> None:
+        """A form post the API refused comes back with its form filled in as it was sent (the
+        browsable API; JSON clients get the same errors, unchanged)."""
+        if not isinstance(getattr(self.request, "accepted_renderer", None), browsable.BrowsableAPIRenderer):
+            return
+        if not hasattr(self, "collection") or not isinstance(response.data, dict):
+            return
+        try:
+            posted = self.request.data
+        except ParseError:
+            return
+        if isinstance(posted, QueryDict):
+            response.data = ReturnDict(response.data, serializer=self.get_serializer(data=posted))
 
     def represent(self, record: Record) -> dict[str, Any]:
         return record_representation(record, self.collection.field_specs, show_hidden=is_staff(self.request.user))

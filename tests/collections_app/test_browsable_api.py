@@ -170,3 +170,31 @@ def test_collection_pages_are_named(browser_client: Client, products: Collection
     html = browser_client.get("/api/v1/collections/products/", HTTP_ACCEPT="text/html").content.decode()
     assert "<h1>Collection products</h1>" in html
     assert "Collection Instance" not in html
+
+
+def test_a_refused_form_comes_back_filled_in_as_sent(browser_client: Client, products: Collection) -> None:
+    token = csrf_token(browser_client, LIST)
+    sent = {"csrfmiddlewaretoken": token, "title": "Kept title", "price": "abc", "status": "draft"}
+    response = browser_client.post(LIST, sent, HTTP_ACCEPT="text/html")
+    assert response.status_code == 400
+    form = response.content.decode().split('id="post-object-form"', 1)[1]
+    assert '<input name="title" class="form-control" type="text"  value="Kept title" >' in form
+    assert '<input name="price" class="form-control" type="number"  value="abc" >' in form
+    assert re.search(r'<option value="draft"\s+selected\s*>', form)
+    assert "A valid number is required." in form  # the error beside its field
+    record = services.record_create(collection=products, data={"title": "Lamp", "price": 2})
+    url = f"{LIST}{record.pk}/"
+    refused = browser_client.put(
+        url,
+        data=f"title=Renamed&price=nope&csrfmiddlewaretoken={token}",
+        content_type="application/x-www-form-urlencoded",
+        HTTP_X_CSRFTOKEN=token,
+        HTTP_ACCEPT="text/html",
+    )
+    assert refused.status_code == 400
+    assert 'value="Renamed"' in refused.content.decode().split('id="put-object-form"', 1)[1]
+    # JSON clients get the same errors as before; nothing was written.
+    assert browser_client.post(LIST, sent, HTTP_ACCEPT="application/json").json() == {
+        "price": ["A valid number is required."]
+    }
+    assert browser_client.get(url, HTTP_ACCEPT="application/json").json()["title"] == "Lamp"

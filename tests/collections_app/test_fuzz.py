@@ -27,6 +27,7 @@ from tests.fuzzing import (
     deep_values,
     dumps,
     emails,
+    encode_component,
     fuzz_settings,
     json_values,
     numbers,
@@ -172,6 +173,37 @@ def test_record_writes_store_what_they_say_or_nothing(world: dict[str, Any], met
     else:
         world["state"] = answer
         check_collection_still_serves(world, before)
+
+
+form_pairs = st.lists(
+    st.tuples(
+        st.one_of(st.sampled_from([*TYPES, "_method", "_content", "_content_type", "csrfmiddlewaretoken"]), any_text),
+        st.one_of(st.sampled_from(["", "true", "on", "1", "-1", "1e999", "{", "[]", "@target"]), any_text),
+    ),
+    max_size=6,
+)
+
+
+@pytest.mark.django_db
+@fuzz_settings(100)
+@given(method=st.sampled_from(["post", "put", "patch"]), pairs=form_pairs, junk=st.binary(max_size=16))
+def test_html_form_posts_of_any_shape(world: dict[str, Any], method: str, pairs: Any, junk: bytes) -> None:
+    """The browsable API's forms: any fields and text (invalid UTF-8 included), answered as HTML,
+    a refused one with its form filled in; never a 5xx, and a refusal writes nothing."""
+    api = world["api"]
+    body = "&".join(f"{encode_component(key)}={encode_component(value)}" for key, value in pairs)
+    body = body.encode() + (b"&x=" + junk if junk else b"")
+    url = THINGS if method == "post" else f"{THINGS}{world['target']}/"
+    before = Record.objects.count()
+    response = getattr(api, method)(
+        url, body, content_type="application/x-www-form-urlencoded", HTTP_ACCEPT="text/html"
+    )
+    event(f"{method} {response.status_code}")
+    assert response.status_code < 500, response.content[:2000]
+    if response.status_code not in (200, 201):
+        check_collection_still_serves(world, before)
+    else:
+        world["state"] = api.get(f"{THINGS}{world['target']}/").json()
 
 
 option_values = st.one_of(
