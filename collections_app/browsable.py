@@ -108,6 +108,21 @@ class RecordFormSerializer(serializers.Serializer):
             fields[spec.name] = FIELD_BUILDERS[spec.type](spec, **kwargs)
         return fields
 
+    def is_valid(self, *, raise_exception: bool = False) -> bool:
+        """DRF's checks of the form, plus (context `refused`) the errors the API answered a post
+        of it with, beside their fields: the form is drawn again as it was sent."""
+        valid = super().is_valid(raise_exception=raise_exception)
+        refused = self.context.get("refused") or {}
+        extra = {
+            name: [str(message) for message in messages]
+            for name, messages in refused.items()
+            if name in self.fields and name not in self._errors and isinstance(messages, list)
+        }
+        if extra:
+            self._errors = {**self._errors, **extra}
+            self._validated_data = {}
+        return valid and not extra
+
     def to_representation(self, instance: Record | Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(instance, Record):  # a refused form post, valid as a form: drawn as sent
             return dict(self.get_initial())

@@ -217,7 +217,9 @@ class RecordViewSet(viewsets.GenericViewSet):
         except ParseError:
             return
         if isinstance(posted, QueryDict):
-            response.data = ReturnDict(response.data, serializer=self.get_serializer(data=posted))
+            context = {**self.get_serializer_context(), "refused": response.data}
+            form = browsable.record_form_serializer(self.collection, data=posted, context=context)
+            response.data = ReturnDict(response.data, serializer=form)
 
     def represent(self, record: Record) -> dict[str, Any]:
         return record_representation(record, self.collection.field_specs, show_hidden=is_staff(self.request.user))

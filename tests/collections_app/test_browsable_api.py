@@ -182,6 +182,11 @@ def test_a_refused_form_comes_back_filled_in_as_sent(browser_client: Client, pro
     assert '<input name="price" class="form-control" type="number"  value="abc" >' in form
     assert re.search(r'<option value="draft"\s+selected\s*>', form)
     assert "A valid number is required." in form  # the error beside its field
+    refused_by_the_service = dict(sent, price="-3")  # a valid number, below the schema's minimum
+    form = browser_client.post(LIST, refused_by_the_service, HTTP_ACCEPT="text/html").content.decode()
+    form = form.split('id="post-object-form"', 1)[1]
+    assert 'value="-3"' in form
+    assert "Ensure this value is greater than or equal to 0." in form
     record = services.record_create(collection=products, data={"title": "Lamp", "price": 2})
     url = f"{LIST}{record.pk}/"
     refused = browser_client.put(
