@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from collections_app.models import RULE_NAMES, Collection, Record
 from collections_app.schema import SYSTEM_FIELD_NAMES, FieldSpec, FieldValueError, check_value, is_blank
+from collections_app.values import user_pk
 
 
 def record_representation(
@@ -73,7 +74,8 @@ def create_relation_field(spec: FieldSpec, **kwargs: Any) -> ValueField:
 
 
 def _user_exists(value: str) -> bool:
-    return value.isdigit() and len(value) < 19 and get_user_model().objects.filter(pk=int(value)).exists()
+    pk = user_pk(value)
+    return pk is not None and get_user_model().objects.filter(pk=pk).exists()
 
 
 def create_user_field(spec: FieldSpec, **kwargs: Any) -> ValueField:

@@ -30,6 +30,7 @@ from collections_app.models import RULE_NAMES, Collection, Record, UniqueValue
 from collections_app.rules import rule_condition, validate_rules
 from collections_app.schema import FieldSpec, FieldValueError, check_name, check_value, parse_fields, unique_key
 from collections_app.serializers import ValidatingRecordSerializer, check_required
+from collections_app.values import user_pk
 
 MAX_REPORTED = 5
 
@@ -196,10 +197,8 @@ def _missing_references(spec: FieldSpec, values: set[str]) -> set[str]:
     if spec.type == "relation":
         found = Record.objects.filter(collection__name=spec.options["collection"], pk__in=values)
         return values - set(found.values_list("pk", flat=True))
-    numeric = {v for v in values if v.isdigit() and len(v) < 19}
-    found = {
-        str(pk) for pk in get_user_model().objects.filter(pk__in=[int(v) for v in numeric]).values_list("pk", flat=True)
-    }
+    pks = [pk for pk in map(user_pk, values) if pk is not None]
+    found = {str(pk) for pk in get_user_model().objects.filter(pk__in=pks).values_list("pk", flat=True)}
     return values - found
 
 

@@ -98,3 +98,14 @@ def normalize_text(value: Any) -> str:
     if problem := text_problem(value):
         raise FieldValueError(problem)
     return value
+
+
+USER_ID_TEXT = re.compile(r"[0-9]{1,18}")
+
+
+def user_pk(value: Any) -> int | None:
+    """The account primary key a `user` field value names, or None when the text cannot be one:
+    ASCII digits only (`isdigit` also takes "²" and "٣", which `int` refuses or reads as 3), within
+    a 64-bit integer."""
+    text = str(value)
+    return int(text) if USER_ID_TEXT.fullmatch(text) else None

@@ -23,7 +23,7 @@ from django.urls import reverse
 from collections_app import services
 from collections_app.models import Collection, Record
 from collections_app.schema import FieldSpec
-from collections_app.values import format_datetime, parse_datetime_text
+from collections_app.values import format_datetime, parse_datetime_text, user_pk
 
 INTEGER_TEXT = re.compile(r"-?\d+")
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
@@ -201,7 +201,8 @@ def create_relation_field(spec: FieldSpec, **kwargs: Any) -> forms.Field:
 
 def create_user_field(spec: FieldSpec, **kwargs: Any) -> forms.Field:
     def label(value: str) -> str:
-        user = get_user_model().objects.filter(pk=value).first() if str(value).isdigit() else None
+        pk = user_pk(value)
+        user = get_user_model().objects.filter(pk=pk).first() if pk is not None else None
         return user_label(user) if user else f"{value} (missing)"
 
     url = reverse("admin:collections_app_record_user_lookup")

@@ -15,6 +15,7 @@ from collections_app.inputs import MAX_IN_VALUES, json_problem, text_problem, un
 from collections_app.models import Collection, Record
 from collections_app.query import QueryError, parse
 from collections_app.schema import FieldValueError, check_value, load_fields
+from collections_app.values import user_pk
 
 URL = "/api/v1/collections/products/records/"
 SURROGATE = "\ud800"
@@ -294,3 +295,19 @@ def test_django_error_handlers_answer_json_under_api_only(rf: Any) -> None:
     assert json.loads(json_or_html_403(rf.get("/api/v1/x"), PermissionDenied()).content)["code"] == "permission_denied"
     assert json.loads(json_or_html_400(rf.get("/api/v1/x"), SuspiciousOperation()).content)["code"] == "bad_request"
     assert json_or_html_400(rf.get("/admin/"), SuspiciousOperation())["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize("digits", ["²", "٣", "\uff11", "0x1", "1" * 19, " 1", "-1"])
+def test_user_ids_are_ascii_digits_within_64_bits(staff_api: APIClient, make_collection: Any, digits: str) -> None:
+    # "²" is a digit to `str.isdigit` that `int` refuses; "٣" and a full-width 1 are digits `int` reads as 3 and 1.
+    make_collection("owned", [{"name": "owner", "type": "user"}])
+    response = staff_api.post("/api/v1/collections/owned/records/", {"owner": digits}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json() == {"owner": [f"User '{digits}' does not exist."]}
+    assert user_pk(digits) is None
+
+
+def test_user_pk_reads_plain_ids() -> None:
+    assert user_pk("1") == 1
+    assert user_pk(42) == 42
+    assert user_pk("9" * 18) == 10**18 - 1
