@@ -1,7 +1,8 @@
 """Shared pieces of the property-based fuzz suites: settings, strategies and response checks.
 
 CI runs each fuzz test with a few hundred examples (fewer for the slower live-server ones).
-`FASTCMS_FUZZ_EXAMPLES=<n>` runs every fuzz test with `n` examples instead (a deep local run).
+`FASTCMS_FUZZ_EXAMPLES=<n>` runs every fuzz test with `n` examples instead (a deep local run; with
+`--timeout 0`, as the live-server ones then outlast the per-test timeout).
 """
 
 from __future__ import annotations

@@ -85,7 +85,11 @@ PLAUSIBLE = {
     "code": valid_text,
     "secret": valid_text,
 }
-WILD = st.one_of(json_values, short_text, st.sampled_from(["", " ", "\x00", "\ud800", "0", "-1", "\u0663", "c", "A"]))
+WILD = st.one_of(
+    json_values,
+    short_text,
+    st.sampled_from(["", " ", "\x00", "\ud800", "0", "-1", "\u0663", "\u00b2", "\uff11", "1" * 19, "c", "A"]),
+)
 valid_values = {name: st.one_of(PLAUSIBLE[name], st.none()) for name in TYPES}
 wild_values = {name: st.one_of(PLAUSIBLE[name], WILD) for name in TYPES}
 record_bodies = st.one_of(
