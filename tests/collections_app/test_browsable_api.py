@@ -203,3 +203,13 @@ def test_a_refused_form_comes_back_filled_in_as_sent(browser_client: Client, pro
         "price": ["A valid number is required."]
     }
     assert browser_client.get(url, HTTP_ACCEPT="application/json").json()["title"] == "Lamp"
+
+
+def test_a_refused_form_draws_what_was_sent_as_text(browser_client: Client, products: Collection) -> None:
+    token = csrf_token(browser_client, LIST)
+    markup = '"><script>alert(1)</script>'
+    sent = {"csrfmiddlewaretoken": token, "title": markup, "price": "-1", "released": markup}
+    html = browser_client.post(LIST, sent, HTTP_ACCEPT="text/html").content.decode()
+    form = html.split('id="post-object-form"', 1)[1]
+    assert "<script>alert(1)</script>" not in html
+    assert "&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in form
