@@ -14,7 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import permissions, status, viewsets
 from rest_framework.authtoken.models import Token
-from rest_framework.exceptions import ParseError, Throttled, ValidationError
+from rest_framework.exceptions import APIException, Throttled, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils import formatting
@@ -208,13 +208,15 @@ class RecordViewSet(viewsets.GenericViewSet):
     def keep_posted_form(self, response: Response) -> None:
         """A form post the API refused comes back with its form filled in as it was sent (the
         browsable API; JSON clients get the same errors, unchanged)."""
+        if self.request.method not in ("POST", "PUT", "PATCH") or not hasattr(self, "collection"):
+            return
         if not isinstance(getattr(self.request, "accepted_renderer", None), browsable.BrowsableAPIRenderer):
             return
-        if not hasattr(self, "collection") or not isinstance(response.data, dict):
+        if not isinstance(response.data, dict):
             return
         try:
             posted = self.request.data
-        except ParseError:
+        except APIException:  # a body that cannot be read: there is no form to draw again
             return
         if isinstance(posted, QueryDict):
             context = {**self.get_serializer_context(), "refused": response.data}
