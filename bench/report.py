@@ -287,6 +287,11 @@ def _write_sustained_rows(results: Results, add: Callable[..., None]) -> None:
     _delivered_row(results, add, name)
 
 
+def _busy(figures: dict[str, Any]) -> str:
+    by_round = " / ".join(f"{r['machine_busy_pct']:.0f}" for r in figures["rounds"])
+    return f"{figures['machine_busy_pct']:.0f}% ({by_round})"
+
+
 def _write_throughput_rows(results: Results, add: Callable[..., None]) -> None:
     name = "write_throughput"
     rate = _get(results, PRODUCT, name, "writes_per_second")
@@ -330,6 +335,22 @@ def _write_throughput_rows(results: Results, add: Callable[..., None]) -> None:
             _get(results, PRODUCT, name, "server_cpu_ms_per_write"),
             _get(results, REFERENCE, name, "server_cpu_ms_per_write"),
         ),
+        None,
+    )
+    add(
+        name,
+        f"{name}: the bench's subscribers' and writers' CPU per write (ms)",
+        "",
+        lambda m: "-" if m.get("client_cpu_ms_per_write") is None else f"{m['client_cpu_ms_per_write']:.2f}",
+        None,
+        None,
+    )
+    add(
+        name,
+        f"{name}: machine CPU busy, all rounds (% of all its CPUs, by round)",
+        "",
+        lambda m: "-" if m.get("machine_busy_pct") is None else _busy(m),
+        None,
         None,
     )
 

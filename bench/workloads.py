@@ -141,15 +141,24 @@ def memory_stats(before: ProcessStats, after: ProcessStats, connections: int) ->
 
 @dataclass
 class CpuWindow:
-    """CPU seconds used by processes other than the bench's (`other`) and stolen by the hypervisor (`steal`)
-    over `elapsed` wall seconds; windows add up, so rounds can be pooled."""
+    """CPU seconds used by processes other than the bench's (`other`), stolen by the hypervisor
+    (`steal`), used by the bench's own processes, server included (`bench`), and by every process
+    (`busy`) over `elapsed` wall seconds; windows add up, so rounds can be pooled."""
 
     elapsed: float = 0.0
     other: float = 0.0
     steal: float = 0.0
+    bench: float = 0.0
+    busy: float = 0.0
 
     def __add__(self, more: CpuWindow) -> CpuWindow:
-        return CpuWindow(self.elapsed + more.elapsed, self.other + more.other, self.steal + more.steal)
+        return CpuWindow(
+            self.elapsed + more.elapsed,
+            self.other + more.other,
+            self.steal + more.steal,
+            self.bench + more.bench,
+            self.busy + more.busy,
+        )
 
     def percent(self) -> dict[str, float]:
         """`other` and `steal` as % of one CPU (what the report shows and warns about above BACKGROUND_WARN)."""
@@ -159,6 +168,11 @@ class CpuWindow:
             "other": round(max(self.other, 0.0) / self.elapsed * 100, 1),
             "steal": round(max(self.steal, 0.0) / self.elapsed * 100, 1),
         }
+
+    def machine_busy_percent(self) -> float:
+        """How busy the machine was: CPU time used by every process, as % of all its CPUs' time."""
+        cpus = os.cpu_count() or 1
+        return round(self.busy / (self.elapsed * cpus) * 100, 1) if self.elapsed > 0 else 0.0
 
 
 class CpuMeter:
@@ -177,7 +191,8 @@ class CpuMeter:
         """Since the meter was created."""
         started, machine, steal, ours = self._start
         now, machine_now, steal_now, ours_now = self._read()
-        return CpuWindow(now - started, (machine_now - machine) - (ours_now - ours), steal_now - steal)
+        busy, bench = machine_now - machine, ours_now - ours
+        return CpuWindow(now - started, busy - bench, steal_now - steal, bench, busy)
 
 
 class Session:

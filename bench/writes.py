@@ -244,7 +244,8 @@ class _WriteThroughputSide(AlternatingSide):
             for group, count in session.pool.counts().items():
                 session.expected[group] = min(session.expected[group], count)
         cpu = session.server.cpu_seconds() - start["cpu"]
-        self.windows.append(start["meter"].window())
+        window = start["meter"].window()
+        self.windows.append(window)
         session.server.check_alive()
         summary = session.pool.summarize("sub", accepted)
         self.summaries.append(summary)
@@ -263,7 +264,10 @@ class _WriteThroughputSide(AlternatingSide):
                 "request_ms": summary_ms(w.seconds for w in writes if w.accepted),
                 "server_cpu_ms_per_write": round(cpu / len(accepted) * 1000, 3) if accepted else None,
                 "server_cpu_seconds": round(cpu, 3),
-                "background_cpu": self.windows[-1].percent(),
+                # Where the machine's CPU went: the subscribers and writers share it with the server.
+                "client_cpu_seconds": round(window.bench - cpu, 3),
+                "machine_busy_pct": window.machine_busy_percent(),
+                "background_cpu": window.percent(),
             }
         )
         return (
@@ -278,6 +282,7 @@ class _WriteThroughputSide(AlternatingSide):
         writes = sum(r["writes"] for r in self.rounds)
         seconds = sum(r["seconds"] for r in self.rounds)
         cpu = sum(r["server_cpu_seconds"] for r in self.rounds)
+        clients = sum(r["client_cpu_seconds"] for r in self.rounds)
         return {
             "plan": asdict(plan),
             "connect": {"connected": self.connected.connected, "seconds": round(self.connected.seconds, 3)},
@@ -288,6 +293,8 @@ class _WriteThroughputSide(AlternatingSide):
             "delivery": summary_stats(pooled, plan.subscribers),
             "request_ms": summary_ms(self.request_seconds),
             "server_cpu_ms_per_write": round(cpu / writes * 1000, 3) if writes else None,
+            "client_cpu_ms_per_write": round(clients / writes * 1000, 3) if writes else None,
+            "machine_busy_pct": sum(self.windows, CpuWindow()).machine_busy_percent(),
             "rounds": self.rounds,
             "background_cpu": sum(self.windows, CpuWindow()).percent(),
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from bench import report
 from bench.loadgen import HISTOGRAM_BINS_PER_SECOND, DeliverySummary
 from bench.server import ServerProcess
 from bench.targets import FastCMSTarget
+from bench.workloads import CpuWindow
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,3 +97,49 @@ def test_delivery_summaries_add_up_and_give_percentiles_to_one_bin() -> None:
     assert abs(first.percentile_seconds(50) * 1000 - 10.5 * bin_ms) < 1e-9
     assert abs(first.percentile_seconds(99) * 1000 - 500.5 * bin_ms) < 1e-9
     assert DeliverySummary().percentile_seconds(99) == 0.0
+
+
+def test_cpu_windows_pool_the_whole_machine_and_the_bench_share() -> None:
+    # Two rounds of 10 s: the machine (all CPUs) was busy 15 s then 5 s, the bench's processes 12 s then 4 s.
+    pooled = CpuWindow(10, 3, 0, 12, 15) + CpuWindow(10, 1, 0, 4, 5)
+    assert (pooled.elapsed, pooled.other, pooled.bench, pooled.busy) == (20, 4, 16, 20)
+    cpus = os.cpu_count() or 1
+    assert pooled.machine_busy_percent() == round(20 / (20 * cpus) * 100, 1)
+    assert CpuWindow().machine_busy_percent() == 0.0
+
+
+def test_write_throughput_shows_what_the_bench_clients_used_beside_the_server() -> None:
+    def figures(rate: float, busy: list[float], clients: float) -> dict[str, Any]:
+        rounds = [
+            {"writes_per_second": rate, "machine_busy_pct": b, "background_cpu": {"other": 0.0, "steal": 0.0}}
+            for b in busy
+        ]
+        return {
+            "writes_per_second": rate,
+            "rounds": rounds,
+            "delivery": {
+                "delivered": 30,
+                "expected": 30,
+                "delivered_pct": 100.0,
+                "missing": 0,
+                "duplicates": 0,
+                "ended_early": 0,
+                "latency_ms": {"p50": 1.0, "p99": 2.0},
+            },
+            "refused": 0,
+            "request_ms": {"p50": 1.0, "p99": 2.0},
+            "server_cpu_ms_per_write": 7.0,
+            "client_cpu_ms_per_write": clients,
+            "machine_busy_pct": sum(busy) / len(busy),
+            "background_cpu": {"other": 0.0, "steal": 0.0},
+        }
+
+    results = {
+        "reference": {"write_throughput": figures(90, [96, 97, 98], 6.125)},
+        "fastcms": {"write_throughput": figures(120, [98, 99, 100], 5.0)},
+    }
+    rows = {r.metric: r for r in report.build_rows(results)}
+    busy = rows["write_throughput: machine CPU busy, all rounds (% of all its CPUs, by round)"]
+    assert (busy.reference, busy.fastcms) == ("97% (96 / 97 / 98)", "99% (98 / 99 / 100)")
+    clients = rows["write_throughput: the bench's subscribers' and writers' CPU per write (ms)"]
+    assert (clients.reference, clients.fastcms) == ("6.12", "5.00")
