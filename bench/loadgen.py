@@ -19,6 +19,7 @@ import gc
 import math
 import multiprocessing
 import multiprocessing.connection
+import os
 import re
 import resource
 import signal
@@ -405,6 +406,8 @@ async def _worker_loop(conn: multiprocessing.connection.Connection, worker: Work
             conn.send(worker.close_group(args[0]))
         elif command == "collect":
             conn.send(worker.collect())
+        elif command == "nice":
+            conn.send(os.nice(args[0]))  # this thread: the one that reads every subscription
         elif command == "summarize":
             conn.send(worker.summarize(*args))
         elif command == "close":
@@ -540,6 +543,13 @@ class ClientPool:
         for answer in self._ask([("summarize", group, sent)] * self.processes, timeout):
             total += answer
         return total
+
+    def lower_priority(self, increment: int, timeout: float = 30.0) -> list[int]:
+        """Make the workers' reading `increment` nice levels kinder to other processes; their new levels.
+
+        A server under test must not wait for the CPU while its own subscribers read: on a machine
+        it shares with them, a burst of reads after a round of writes takes both cores."""
+        return self._ask([("nice", increment)] * self.processes, timeout)
 
     def collect(self, timeout: float = 120.0) -> dict[int, SubscriberResult]:
         """Every subscriber's result, by subscription id."""
