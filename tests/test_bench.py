@@ -143,3 +143,16 @@ def test_write_throughput_shows_what_the_bench_clients_used_beside_the_server() 
     assert (busy.reference, busy.fastcms) == ("97% (96 / 97 / 98)", "99% (98 / 99 / 100)")
     clients = rows["write_throughput: the bench's subscribers' and writers' CPU per write (ms)"]
     assert (clients.reference, clients.fastcms) == ("6.12", "5.00")
+
+
+def test_client_workers_lower_their_own_priority_and_still_read() -> None:
+    """write_throughput's subscribers read below the server's priority: the workers renice
+    themselves (no privilege needed), and the pool still answers afterwards."""
+    from bench.loadgen import ClientPool
+
+    with ClientPool("127.0.0.1", 9, processes=2) as pool:
+        before = [os.getpriority(os.PRIO_PROCESS, pid) for pid in pool.pids]
+        levels = pool.lower_priority(3)
+        after = [os.getpriority(os.PRIO_PROCESS, pid) for pid in pool.pids]
+        assert levels == after == [level + 3 for level in before]
+        assert pool.counts() == {}
