@@ -590,8 +590,8 @@ def describe(plans: dict[str, dict[str, Any]]) -> list[str]:
         "between the targets, {writers} keep-alive writer writing as soon as its last write answered: the server CPU "
         "per write when writes keep the worker busy (no verdict: write_latency's paced CPU is the one judged)",
         "write_throughput": "{subscribers} subscribers per target, {rounds} rounds of {duration:.3g} s alternating "
-        "between the targets, {writers} keep-alive writers each writing as soon as its last write answered: "
-        "accepted writes per second, every event delivered to every subscriber",
+        "between the targets, {writers} keep-alive writers each writing as soon as its last write answered, the "
+        "subscribers reading at nice 10: accepted writes per second, every event delivered to every subscriber",
     }
     return [f"{w}: {text[w].format(**p, interval_ms=p['interval'] * 1000)}" for w, p in plans.items() if w in text]
 
