@@ -39,7 +39,7 @@ def has_credentials(request: HttpRequest) -> bool:
     """Whether the request carries a token or a session (False: anonymous, no database needed)."""
     return bool(
         "token" in request.GET
-        or request.headers.get("Authorization")
+        or request.META.get("HTTP_AUTHORIZATION")  # not `request.headers`: it copies every header
         or settings.SESSION_COOKIE_NAME in request.COOKIES
     )
 

@@ -43,8 +43,12 @@ def now_iso() -> str:
     return format_datetime(datetime.now(UTC))
 
 
+# One encoder for every event: `json.dumps` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 # What a parsed JSON item costs beyond its text: the object and its slot in a list or dict.

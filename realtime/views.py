@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from django.db import close_old_connections
 from django.dispatch import Signal
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -120,7 +121,8 @@ def prepare_stream(
             raise StreamRefused(refused.status, refused.code, refused.detail) from None
         params = request.GET
         try:
-            user = authenticate(request)
+            # Inline only without a token, header or session cookie (`inline_collection`): anonymous.
+            user = authenticate(request) if on_pool else AnonymousUser()
         except AuthenticationFailed as exc:
             raise StreamRefused(401, "authentication_failed", str(exc.detail)) from None
         staff = is_staff(user)

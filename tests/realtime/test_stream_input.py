@@ -107,3 +107,27 @@ def test_odd_paths_and_parameters_are_json_4xx(live: Server) -> None:
         stream = SSEClient(f"{live.url}{path}")
         assert 400 <= (stream.status or 0) < 500, (path, stream.status, stream.body)
         assert stream.response_headers["content-type"] == "application/json"
+
+
+def test_stream_paths_resolve_once_and_unknown_paths_are_never_remembered() -> None:
+    """The stream handler remembers what a stream path resolved to; a path that resolves to no
+    view (a 404) and a path too long to remember are resolved every time, so they cost no memory."""
+    from django.test import RequestFactory
+    from django.urls import Resolver404
+
+    from realtime.handler import REMEMBERED_PATH, StreamHandler, _remembered
+
+    handler = StreamHandler()
+    factory = RequestFactory()
+    _remembered.cache_clear()
+    first = handler.resolve_request(factory.get("/api/v1/realtime/products"))
+    again = handler.resolve_request(factory.get("/api/v1/realtime/products"))
+    assert first is again
+    assert first.kwargs == {"name": "products"}
+    other = handler.resolve_request(factory.get("/api/v1/realtime/tokens"))
+    assert other.kwargs == {"name": "tokens"}  # a collection named "tokens", not the token endpoint
+    with pytest.raises(Resolver404):
+        handler.resolve_request(factory.get("/api/v1/realtime/a/b"))
+    long_name = "n" * REMEMBERED_PATH
+    handler.resolve_request(factory.get(f"/api/v1/realtime/{long_name}"))
+    assert _remembered.cache_info().currsize == 2
