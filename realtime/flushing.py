@@ -37,7 +37,7 @@ class FlushGate:
     """Collects the streams with new frames; wakes them in rounds (loop thread only)."""
 
     def __init__(self) -> None:
-        self.pending: list[Any] = []  # a stream may appear more than once: waking twice is harmless
+        self.pending: list[Any] = []  # streams whose queue was empty when a frame came (once each)
         self.events = 0  # events that queued frames since the last round
         self.scheduled = False
         self.next_round = 0.0  # loop time before which no round starts
