@@ -219,6 +219,27 @@ def test_a_burst_never_closes_a_stream_that_is_not_stuck_writing(settings: Any) 
     assert run_bus(scenario) == (None, 10)
 
 
+def test_a_stream_joins_a_flush_round_once_however_many_events_it_queued() -> None:
+    """A stream is listed for the next round when its queue was empty; more events before the
+    round only add frames. Once it has taken its frames, the next event lists it again."""
+    info = make_info()
+
+    async def scenario(bus: EventBus) -> tuple[int, int, int, int]:
+        sub = subscriber(info, key="one")
+        await bus.subscribe(sub, None)
+        for index in range(5):
+            bus.dispatch(record_event(info, title=f"t{index}"))
+        listed, queued = bus.flushes.pending.count(sub), len(sub.queue)
+        await asyncio.sleep(0.01)  # the round runs
+        bus.dispatch(record_event(info, title="while frames wait"))
+        listed_while_waiting = bus.flushes.pending.count(sub)
+        sub.take()
+        bus.dispatch(record_event(info, title="after taking"))
+        return listed, queued, listed_while_waiting, bus.flushes.pending.count(sub)
+
+    assert run_bus(scenario) == (1, 5, 0, 1)
+
+
 def test_history_replay_and_unknown_ids() -> None:
     backend = MemoryBackend(size=3, seconds=60)
     events = [Event(type="collection.updated", collection=None, record_id=None, data={"n": i}) for i in range(5)]
