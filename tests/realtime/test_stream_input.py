@@ -113,21 +113,24 @@ def test_stream_paths_resolve_once_and_unknown_paths_are_never_remembered() -> N
     """The stream handler remembers what a stream path resolved to; a path that resolves to no
     view (a 404) and a path too long to remember are resolved every time, so they cost no memory."""
     from django.test import RequestFactory
-    from django.urls import Resolver404
+    from django.urls import Resolver404, set_urlconf
 
     from realtime.handler import REMEMBERED_PATH, StreamHandler, _remembered
 
     handler = StreamHandler()
     factory = RequestFactory()
     _remembered.cache_clear()
-    first = handler.resolve_request(factory.get("/api/v1/realtime/products"))
-    again = handler.resolve_request(factory.get("/api/v1/realtime/products"))
-    assert first is again
-    assert first.kwargs == {"name": "products"}
-    other = handler.resolve_request(factory.get("/api/v1/realtime/tokens"))
-    assert other.kwargs == {"name": "tokens"}  # a collection named "tokens", not the token endpoint
-    with pytest.raises(Resolver404):
-        handler.resolve_request(factory.get("/api/v1/realtime/a/b"))
-    long_name = "n" * REMEMBERED_PATH
-    handler.resolve_request(factory.get(f"/api/v1/realtime/{long_name}"))
-    assert _remembered.cache_info().currsize == 2
+    try:
+        first = handler.resolve_request(factory.get("/api/v1/realtime/products"))
+        again = handler.resolve_request(factory.get("/api/v1/realtime/products"))
+        assert first is again
+        assert first.kwargs == {"name": "products"}
+        other = handler.resolve_request(factory.get("/api/v1/realtime/tokens"))
+        assert other.kwargs == {"name": "tokens"}  # a collection named "tokens", not the token endpoint
+        with pytest.raises(Resolver404):
+            handler.resolve_request(factory.get("/api/v1/realtime/a/b"))
+        long_name = "n" * REMEMBERED_PATH
+        handler.resolve_request(factory.get(f"/api/v1/realtime/{long_name}"))
+        assert _remembered.cache_info().currsize == 2
+    finally:
+        set_urlconf(None)  # resolving set the stream URLconf for this thread: back to the project's
