@@ -159,6 +159,13 @@ class Subscriber:
         if self.enqueue(frame, limit, max_bytes):
             self.wake()
 
+    def offer(self, frame: bytes, limit: int, max_bytes: int) -> bool:
+        """Queue a frame (see `enqueue`); True when the stream must be woken for it: its queue was
+        empty. Frames already waiting mean a wake is already due, or the stream is writing and
+        takes the new ones when done."""
+        idle = not self.queue
+        return self.enqueue(frame, limit, max_bytes) and idle
+
     def enqueue(self, frame: bytes, limit: int, max_bytes: int) -> bool:
         """Queue a frame (True), without waking the stream; close the stream instead (False) when
         `max_bytes` bytes already wait, or `limit` frames wait while the stream is stuck writing to
